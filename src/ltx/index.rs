@@ -1,0 +1,220 @@
+//! The page index at the end of an LTX file, which gives random access to single pages:
+//! `[entries][0x00][u64 BE index_size][trailer 16 B]`, each entry three uvarints (pgno,
+//! absolute offset of the frame's page header, frame size), pgno ascending; `index_size`
+//! counts the entries and the terminator.
+
+use super::frame::{PAGE_HEADER_SIZE, max_frame_size};
+use super::header::{HEADER_SIZE, TRAILER_SIZE};
+use super::reader::{Reader, put_uvarint};
+use super::{Error, Header, Pgno};
+
+/// Bytes after the index entries: the terminator's 8-byte size field plus the trailer.
+pub const INDEX_FOOTER_SIZE: u64 = 8 + TRAILER_SIZE as u64;
+
+/// Where one page's frame lies in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IndexEntry {
+    pub pgno: Pgno,
+    /// Absolute byte offset of the frame's page header.
+    pub offset: u64,
+    /// Whole frame length: page header, size prefix if any, compressed data.
+    pub size: u64,
+}
+
+/// The byte range of a file's index entries (including the 0x00 terminator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexSpan {
+    pub start: u64,
+    pub len: u64,
+}
+
+/// What the last bytes of a file tell about its index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailIndex {
+    /// The tail held the whole index.
+    Complete(PageIndex),
+    /// The index starts before the tail: fetch `[span.start, file_len)` and call
+    /// [`PageIndex::from_tail`] again with it.
+    NeedFrom(IndexSpan),
+}
+
+/// A file's page index, pgno ascending.
+///
+/// Invariants after decoding: pgnos strictly ascending; frames start after the header, do
+/// not overlap, lie in ascending offset order and end before the page block's terminator.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PageIndex {
+    entries: Vec<IndexEntry>,
+}
+
+impl PageIndex {
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, pgno: Pgno) -> Option<&IndexEntry> {
+        self.entries
+            .binary_search_by_key(&pgno, |e| e.pgno)
+            .ok()
+            .and_then(|i| self.entries.get(i))
+    }
+
+    /// Reads the index span from the 24 bytes that precede the trailer. `tail` holds the
+    /// last `tail.len()` bytes of a file of `file_len` bytes.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] if `tail` is shorter than 24 bytes, [`Error::BadIndex`] if the
+    /// stored size does not fit in the file.
+    pub fn locate(tail: &[u8], file_len: u64) -> Result<IndexSpan, Error> {
+        let footer_at =
+            tail.len()
+                .checked_sub(INDEX_FOOTER_SIZE as usize)
+                .ok_or(Error::Truncated {
+                    what: "index size and trailer",
+                    needed: INDEX_FOOTER_SIZE as usize,
+                    available: tail.len(),
+                })?;
+        let mut r = Reader::new(tail.get(footer_at..).unwrap_or_default());
+        let len = r.u64_be("index size")?;
+        // Smallest file: header, terminator page header, index terminator, footer.
+        let min_file = (HEADER_SIZE + PAGE_HEADER_SIZE + 1) as u64 + INDEX_FOOTER_SIZE;
+        let room =
+            file_len.saturating_sub(INDEX_FOOTER_SIZE + (HEADER_SIZE + PAGE_HEADER_SIZE) as u64);
+        if file_len < min_file || len == 0 || len > room || (tail.len() as u64) > file_len {
+            return Err(Error::BadIndex(format!(
+                "index size {len} does not fit in a file of {file_len} bytes"
+            )));
+        }
+        Ok(IndexSpan {
+            start: file_len - INDEX_FOOTER_SIZE - len,
+            len,
+        })
+    }
+
+    /// Parses the index from the last bytes of a file, the way a reader with only a ranged
+    /// GET of the file's end would.
+    ///
+    /// # Errors
+    /// As [`PageIndex::locate`] and [`PageIndex::decode`].
+    pub fn from_tail(tail: &[u8], file_len: u64) -> Result<TailIndex, Error> {
+        let span = Self::locate(tail, file_len)?;
+        let tail_start = file_len - tail.len() as u64;
+        if span.start < tail_start {
+            return Ok(TailIndex::NeedFrom(span));
+        }
+        let from = (span.start - tail_start) as usize;
+        let bytes = tail
+            .get(from..from + span.len as usize)
+            .ok_or_else(|| Error::BadIndex("index span outside the tail".into()))?;
+        Self::decode(bytes, span.start).map(TailIndex::Complete)
+    }
+
+    /// Decodes the index entries and terminator (`bytes`, exactly `index_size` long) of a
+    /// file whose index starts at byte `start`.
+    ///
+    /// # Errors
+    /// [`Error::BadIndex`] if an entry is malformed, out of order, overlaps another or lies
+    /// outside the page block; [`Error::VarintOverflow`]/[`Error::Truncated`] for bad varints.
+    pub fn decode(bytes: &[u8], start: u64) -> Result<PageIndex, Error> {
+        let block_end = start
+            .checked_sub(PAGE_HEADER_SIZE as u64)
+            .filter(|&end| end >= HEADER_SIZE as u64)
+            .ok_or_else(|| {
+                Error::BadIndex(format!("index starts inside the header, at {start}"))
+            })?;
+        let mut r = Reader::new(bytes);
+        let mut entries = Vec::new();
+        let mut next_free = HEADER_SIZE as u64;
+        let mut prev: Option<Pgno> = None;
+        loop {
+            let raw = r.uvarint("page index entry")?;
+            if raw == 0 {
+                break;
+            }
+            let pgno = u32::try_from(raw)
+                .ok()
+                .and_then(Pgno::new)
+                .ok_or_else(|| Error::BadIndex(format!("page number {raw} out of range")))?;
+            let offset = r.uvarint("page index entry")?;
+            let size = r.uvarint("page index entry")?;
+            if prev.is_some_and(|p| pgno <= p) {
+                return Err(Error::BadIndex(format!("page {pgno} out of order")));
+            }
+            let end = offset.checked_add(size);
+            if offset < next_free
+                || size <= PAGE_HEADER_SIZE as u64
+                || end.is_none_or(|end| end > block_end)
+            {
+                return Err(Error::BadIndex(format!(
+                    "page {pgno}: frame at {offset} of {size} bytes overlaps another or lies outside the page block [{HEADER_SIZE}, {block_end})"
+                )));
+            }
+            next_free = offset + size;
+            prev = Some(pgno);
+            entries.push(IndexEntry { pgno, offset, size });
+        }
+        if r.remaining() != 0 {
+            return Err(Error::BadIndex(format!(
+                "{} bytes after the index terminator",
+                r.remaining()
+            )));
+        }
+        Ok(PageIndex { entries })
+    }
+
+    /// Checks the entries against the file's header: pages within the commit, no lock page,
+    /// frames no larger than a page of this size can take.
+    ///
+    /// # Errors
+    /// [`Error::PageBeyondCommit`], [`Error::LockPage`] or [`Error::BadFrameSize`].
+    pub fn check_header(&self, header: &Header) -> Result<(), Error> {
+        let lock = header.page_size.lock_page();
+        let max = max_frame_size(header.page_size);
+        for e in &self.entries {
+            if e.pgno.get() > header.commit {
+                return Err(Error::PageBeyondCommit {
+                    pgno: e.pgno,
+                    commit: header.commit,
+                });
+            }
+            if e.pgno == lock {
+                return Err(Error::LockPage { pgno: e.pgno });
+            }
+            if e.size > max {
+                return Err(Error::BadFrameSize {
+                    pgno: e.pgno,
+                    offset: e.offset,
+                    size: e.size,
+                    reason: "larger than any frame of this page size",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds an index from entries in ascending pgno order (the encoder's).
+    pub(crate) fn from_entries(entries: Vec<IndexEntry>) -> PageIndex {
+        PageIndex { entries }
+    }
+
+    /// Appends the entries, the terminator and the `u64` size field.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        for e in &self.entries {
+            put_uvarint(out, u64::from(e.pgno.get()));
+            put_uvarint(out, e.offset);
+            put_uvarint(out, e.size);
+        }
+        put_uvarint(out, 0);
+        let len = (out.len() - start) as u64;
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+}
