@@ -2,7 +2,8 @@
 //! complete LZ4 *frame* (https://github.com/lz4/lz4/blob/dev/doc/lz4_Frame_format.md) with no
 //! length prefix, so the reader must parse the frame to know where it ends.
 //!
-//! pierrec/lz4 v4 writes: FLG 0x64 (version 01, block-independent, content checksum), BD 0x70
+//! pierrec/lz4 v4 writes (seen in files of Litestream 0.5.15): FLG 0x64 (version 01,
+//! block-independent, content checksum), BD 0x40
 //! (64 KiB blocks), one block (a page is ≤ 64 KiB), the end mark, an xxh32 content checksum.
 //! This parser accepts any valid frame that decodes to exactly one page.
 
