@@ -1,0 +1,46 @@
+# ltxvfs — see README.md. `make test` works on a fresh machine: it installs what it drives.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+PYTHON ?= python3
+TOOLS := .tools
+LITESTREAM_VERSIONS := 0.5.15 0.5.17
+LIVE_FIXTURES := target/live-fixtures
+
+.PHONY: build test lint tools live-fixtures fixtures clean
+
+## build: the release library, target/release/libltxvfs.so
+build:
+	$(CARGO) build --release --lib
+
+## tools: the pinned litestream binaries the tests drive (.tools/)
+tools:
+	PYTHON=$(PYTHON) scripts/install-tools.sh $(TOOLS)
+
+## live-fixtures: fresh replicas from the pinned litestream binaries, for `make test`
+live-fixtures: tools
+	rm -rf $(LIVE_FIXTURES)
+	pids=(); for v in $(LITESTREAM_VERSIONS); do \
+	    $(PYTHON) tests/fixtures/make_fixtures.py --litestream $(TOOLS)/litestream-$$v/bin/litestream \
+	        --out $(LIVE_FIXTURES)/litestream-$$v & pids+=($$!); \
+	done; for p in "$${pids[@]}"; do wait $$p; done
+
+## test: unit and integration tests, on the checked-in fixtures and on fresh ones
+test: build live-fixtures
+	LTXVFS_LIVE_FIXTURES=$(abspath $(LIVE_FIXTURES)) $(CARGO) test
+
+## lint: formatting and clippy, warnings denied
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## fixtures: regenerate the checked-in fixtures (tests/fixtures/litestream-*)
+fixtures: tools
+	for v in $(LITESTREAM_VERSIONS); do \
+	    $(PYTHON) tests/fixtures/make_fixtures.py --litestream $(TOOLS)/litestream-$$v/bin/litestream \
+	        --out tests/fixtures/litestream-$$v; \
+	done
+
+clean:
+	$(CARGO) clean
+	rm -rf $(TOOLS)

