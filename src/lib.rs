@@ -1,9 +1,24 @@
 //! ltxvfs: a SQLite VFS that serves a Litestream replica in object storage as a live,
 //! read-only database. See `README.md` and `docs/` for the design.
 //!
-//! Layers, lowest first: [`ltx`] (the file format), [`replica`] (which files make up the
-//! database at a TXID). The SQLite glue, the fetch layer, the cache and the storage layer
-//! join them as they are built (see DESIGN.md in the shared docs).
+//! Layers, lowest first: [`ltx`] (the file format), [`store`] and `io` (object storage and
+//! the runtime bridge), [`cache`] (pages in memory), [`replica`] (plans, snapshots, page
+//! reads), `vfs` (the SQLite glue) and `ext` (registration).
 
+#[cfg(all(feature = "loadable", feature = "static"))]
+compile_error!(
+    "features `loadable` and `static` exclude each other: use `default-features = false, features = [\"static\"]`"
+);
+
+pub mod cache;
+pub mod error;
+mod ext;
+mod io;
 pub mod ltx;
 pub mod replica;
+pub mod store;
+mod vfs;
+
+pub use error::Error;
+#[cfg(feature = "static")]
+pub use ext::register;

@@ -1,10 +1,15 @@
-//! The replica engine: which LTX files make up the database at a given TXID.
+//! The replica engine: which LTX files make up the database, the immutable snapshots
+//! connections read, and `Replica`, shared by every connection to one URL.
 //!
-//! So far the pure parts: Litestream's file names and levels, and the restore plan. They know
-//! nothing of SQLite and do no IO; the storage layer lists files and hands them here.
+//! Knows nothing of SQLite. The storage layer lists and fetches; `ltx` decodes.
 
 mod file_name;
 mod plan;
+#[allow(clippy::module_inception)]
+mod replica;
+mod snapshot;
 
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, restore_plan};
+pub use replica::{Replica, ReplicaConfig, ReplicaStats};
+pub use snapshot::{PageRef, Snapshot};

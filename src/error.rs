@@ -1,0 +1,47 @@
+//! The error every layer above `ltx` returns. Each variant carries its context (replica URL
+//! without credentials, LTX file, offset) and says which SQLite error it becomes, so the VFS
+//! maps it in one place (`vfs::ffi`).
+
+use crate::ltx;
+use crate::replica::{LtxFileId, PlanError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A URI parameter or environment setting that cannot be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// No replica URL was given.
+    #[error(
+        "no replica: open with file:NAME?vfs=ltx&replica=URL, or set LTXVFS_REPLICA_URL or LITESTREAM_REPLICA_URL"
+    )]
+    NoReplicaUrl,
+    /// The replica location does not exist or holds no LTX files.
+    #[error("replica {url}: {detail}")]
+    ReplicaNotFound { url: String, detail: String },
+    /// The replica's files do not form a database (gap, no snapshot chain).
+    #[error("replica {url}: {source}")]
+    Plan { url: String, source: PlanError },
+    /// An LTX file is malformed, or disagrees with the others.
+    #[error("replica {url}: file {file}: {source}")]
+    Corrupt {
+        url: String,
+        file: LtxFileId,
+        source: ltx::Error,
+    },
+    /// The store failed or did not answer in time.
+    #[error("replica {url}: {what}: {detail}")]
+    Io {
+        url: String,
+        what: String,
+        detail: String,
+    },
+}
+
+impl Error {
+    /// A file listed a moment ago is gone (compacted or pruned): the caller should re-plan.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { detail, .. } if detail.starts_with(crate::store::NOT_FOUND))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

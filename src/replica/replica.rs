@@ -1,0 +1,263 @@
+//! `Replica`: one per replica URL per process, shared by every connection that opens it:
+//! one store, one page cache, one current snapshot.
+
+use super::{LtxFileId, SNAPSHOT_LEVEL, Snapshot, restore_plan};
+use crate::cache::{PageCache, PageKey};
+use crate::error::{Error, Result};
+use crate::io;
+use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, Pgno, TailIndex};
+use crate::store::{ListedFile, Store};
+use futures::future::try_join_all;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+/// How much of a file's end to fetch first for its page index: Litestream's estimate, which
+/// holds the whole index of files up to a few thousand pages.
+const INDEX_TAIL_BYTES: u64 = 32 << 10;
+
+/// What opening a replica needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    pub url: String,
+    /// Memory cache budget in bytes.
+    pub cache_size: u64,
+    /// The longest wait for one answer from the store.
+    pub timeout: Duration,
+}
+
+/// Counters for `PRAGMA ltx_stats`.
+#[derive(Debug, Default)]
+pub struct ReplicaStats {
+    pub pages_read: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Replica {
+    config: ReplicaConfig,
+    store: Store,
+    cache: PageCache,
+    current: RwLock<Arc<Snapshot>>,
+    stats: ReplicaStats,
+}
+
+static REGISTRY: Mutex<Option<HashMap<String, Weak<Replica>>>> = Mutex::new(None);
+
+impl Replica {
+    /// The process's replica for `config.url`, opened (listed, planned, indexed) if no
+    /// connection holds it yet. A later open with other settings shares the first one's.
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::ReplicaNotFound`], [`Error::Plan`], [`Error::Corrupt`] or
+    /// [`Error::Io`]: the replica cannot be read.
+    pub fn open(config: ReplicaConfig) -> Result<Arc<Replica>> {
+        // Held across the open so that two connections opening one URL build it once.
+        let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        let map = registry.get_or_insert_with(HashMap::new);
+        map.retain(|_, weak| weak.strong_count() > 0);
+        if let Some(replica) = map.get(&config.url).and_then(Weak::upgrade) {
+            return Ok(replica);
+        }
+        let store = Store::from_url(&config.url)?;
+        let snapshot = Self::load_snapshot(&store, config.timeout)?;
+        let replica = Arc::new(Replica {
+            cache: PageCache::new(config.cache_size),
+            config,
+            store,
+            current: RwLock::new(Arc::new(snapshot)),
+            stats: ReplicaStats::default(),
+        });
+        map.insert(replica.config.url.clone(), Arc::downgrade(&replica));
+        Ok(replica)
+    }
+
+    pub fn url(&self) -> &str {
+        self.store.url()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn stats(&self) -> &ReplicaStats {
+        &self.stats
+    }
+
+    pub fn cache(&self) -> &PageCache {
+        &self.cache
+    }
+
+    /// The newest snapshot; a read transaction pins it.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Lists every level, plans the newest state and reads the plan's page indexes, all
+    /// levels and all files at once.
+    fn load_snapshot(store: &Store, timeout: Duration) -> Result<Snapshot> {
+        let task_store = store.clone();
+        let task = async move {
+            let levels =
+                try_join_all((0..=SNAPSHOT_LEVEL).map(|l| task_store.list_level(l))).await?;
+            let listed: HashMap<LtxFileId, ListedFile> =
+                levels.into_iter().flatten().map(|f| (f.id, f)).collect();
+            if listed.is_empty() {
+                return Err(Error::ReplicaNotFound {
+                    url: task_store.url().to_owned(),
+                    detail: "no LTX files found (is litestream replicating to this URL?)".into(),
+                });
+            }
+            let ids: Vec<LtxFileId> = listed.keys().copied().collect();
+            let plan = restore_plan(&ids, None).map_err(|source| Error::Plan {
+                url: task_store.url().to_owned(),
+                source,
+            })?;
+            let indexed = try_join_all(plan.iter().map(|id| {
+                let size = listed.get(id).map_or(0, |f| f.size);
+                read_header_and_index(&task_store, *id, size)
+            }))
+            .await?;
+            let page_size = indexed.first().map(|(h, _)| h.page_size);
+            let mut files = Vec::with_capacity(indexed.len());
+            for ((header, index), id) in indexed.into_iter().zip(plan) {
+                if Some(header.page_size) != page_size {
+                    return Err(Error::Corrupt {
+                        url: task_store.url().to_owned(),
+                        file: id,
+                        source: ltx::Error::BadHeader(format!(
+                            "page size {} differs from the replica's {}",
+                            header.page_size,
+                            page_size.map_or(0, |p| p.get())
+                        )),
+                    });
+                }
+                files.push((id, header.commit, header.timestamp_ms, index));
+            }
+            let page_size = page_size.ok_or_else(|| Error::ReplicaNotFound {
+                url: task_store.url().to_owned(),
+                detail: "the restore plan is empty".into(),
+            })?;
+            Ok(Snapshot::from_plan(page_size, files))
+        };
+        bridged(store, "opening the replica", task, timeout)
+    }
+
+    /// Page `pgno` of `snapshot`: from the cache, or one ranged GET of its frame.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if no file holds the page or its frame does not decode to it;
+    /// [`Error::Io`] if the store fails.
+    pub fn read_page(&self, snapshot: &Snapshot, pgno: Pgno) -> Result<Arc<[u8]>> {
+        self.stats.pages_read.fetch_add(1, Ordering::Relaxed);
+        let Some(at) = snapshot.page(pgno) else {
+            if pgno == snapshot.page_size.lock_page() {
+                return Ok(vec![0u8; snapshot.page_size.as_usize()].into());
+            }
+            let file = snapshot.files.last().copied().unwrap_or(LtxFileId {
+                level: 0,
+                min_txid: snapshot.txid,
+                max_txid: snapshot.txid,
+            });
+            return Err(Error::Corrupt {
+                url: self.url().to_owned(),
+                file,
+                source: ltx::Error::SnapshotIncomplete { missing: pgno },
+            });
+        };
+        let key = PageKey {
+            file: at.file,
+            pgno,
+        };
+        if let Some(page) = self.cache.get(&key) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(page);
+        }
+        self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let store = self.store.clone();
+        let frame = bridged(
+            &self.store,
+            &format!("reading page {pgno} from {}", at.file),
+            async move {
+                store
+                    .get_range(&at.file, at.offset..at.offset + at.size)
+                    .await
+            },
+            self.config.timeout,
+        )?;
+        let page: Arc<[u8]> = ltx::decode_page(&frame, pgno, snapshot.page_size)
+            .map_err(|source| Error::Corrupt {
+                url: self.url().to_owned(),
+                file: at.file,
+                source,
+            })?
+            .into();
+        self.cache.insert(key, page.clone());
+        Ok(page)
+    }
+}
+
+/// Runs a store task on the IO runtime, turning a timeout into an [`Error::Io`].
+fn bridged<T: Send + 'static>(
+    store: &Store,
+    what: &str,
+    task: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    timeout: Duration,
+) -> Result<T> {
+    io::run(task, timeout).map_err(|e| Error::Io {
+        url: store.url().to_owned(),
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })?
+}
+
+/// A file's header and page index: one ranged GET of its last 32 KiB (the whole file if
+/// smaller), plus the header's 100 bytes and the rest of a larger index when needed.
+async fn read_header_and_index(
+    store: &Store,
+    id: LtxFileId,
+    size: u64,
+) -> Result<(Header, PageIndex)> {
+    let corrupt = |source| Error::Corrupt {
+        url: store.url().to_owned(),
+        file: id,
+        source,
+    };
+    let tail_start = size.saturating_sub(INDEX_TAIL_BYTES);
+    let (tail, head) = if tail_start == 0 {
+        let all = store.get_range(&id, 0..size).await?;
+        (all.clone(), all)
+    } else {
+        futures::future::try_join(
+            store.get_range(&id, tail_start..size),
+            store.get_range(&id, 0..HEADER_SIZE as u64),
+        )
+        .await?
+    };
+    let header = Header::decode(&head).map_err(corrupt)?;
+    if (header.min_txid, header.max_txid) != (id.min_txid, id.max_txid) {
+        return Err(corrupt(ltx::Error::BadHeader(format!(
+            "header says TXIDs {}-{}, the file name says otherwise",
+            header.min_txid, header.max_txid
+        ))));
+    }
+    let index = match PageIndex::from_tail(&tail, size).map_err(corrupt)? {
+        TailIndex::Complete(index) => index,
+        TailIndex::NeedFrom(span) => {
+            let rest = store.get_range(&id, span.start..size).await?;
+            match PageIndex::from_tail(&rest, size).map_err(corrupt)? {
+                TailIndex::Complete(index) => index,
+                TailIndex::NeedFrom(_) => {
+                    return Err(corrupt(ltx::Error::BadIndex("index span moved".into())));
+                }
+            }
+        }
+    };
+    index.check_header(&header).map_err(corrupt)?;
+    Ok((header, index))
+}

@@ -1,0 +1,79 @@
+//! An immutable view of the database at one TXID: for each page number, where its newest
+//! copy lies. A read transaction pins one `Arc<Snapshot>`; a newer snapshot replaces the
+//! replica's current one by swapping the `Arc`, so nothing a reader holds changes under it.
+
+use super::LtxFileId;
+use crate::ltx::{PageIndex, PageSize, Pgno, Txid};
+use std::collections::HashMap;
+
+/// Where one page's frame lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRef {
+    pub file: LtxFileId,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The database as of `txid`.
+///
+/// Invariant: every page number in `pages` is in 1..=commit.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub page_size: PageSize,
+    /// Database size in pages.
+    pub commit: u32,
+    pub txid: Txid,
+    /// When the newest transaction was written (ms since the Unix epoch, LTX header time).
+    pub timestamp_ms: i64,
+    /// The files the pages come from, oldest first (the restore plan).
+    pub files: Vec<LtxFileId>,
+    pages: HashMap<Pgno, PageRef>,
+}
+
+impl Snapshot {
+    /// Merges the indexes of a restore plan, oldest first: a later file's copy of a page
+    /// wins (a plan's files have increasing max TXIDs), and pages past the last file's commit
+    /// are dropped (the database shrank).
+    pub(crate) fn from_plan(
+        page_size: PageSize,
+        files: Vec<(LtxFileId, u32, i64, PageIndex)>,
+    ) -> Snapshot {
+        let mut pages = HashMap::new();
+        let (mut commit, mut txid, mut timestamp_ms) = (0, Txid::ZERO, 0);
+        let mut ids = Vec::with_capacity(files.len());
+        for (id, file_commit, file_time, index) in files {
+            for e in index.entries() {
+                pages.insert(
+                    e.pgno,
+                    PageRef {
+                        file: id,
+                        offset: e.offset,
+                        size: e.size,
+                    },
+                );
+            }
+            (commit, txid, timestamp_ms) = (file_commit, id.max_txid, file_time);
+            ids.push(id);
+        }
+        pages.retain(|pgno, _| pgno.get() <= commit);
+        Snapshot {
+            page_size,
+            commit,
+            txid,
+            timestamp_ms,
+            files: ids,
+            pages,
+        }
+    }
+
+    /// Where page `pgno` lies; `None` for a page no file holds (only the lock page, in a
+    /// well-formed replica).
+    pub fn page(&self, pgno: Pgno) -> Option<PageRef> {
+        self.pages.get(&pgno).copied()
+    }
+
+    /// The database size in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        u64::from(self.commit) * u64::from(self.page_size.get())
+    }
+}

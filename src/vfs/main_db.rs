@@ -1,0 +1,218 @@
+//! The main database file of a connection opened through `ltx`: reads served from the
+//! snapshot pinned by the connection's SHARED lock, the page-1 patch, the file size, and the
+//! `ltx_*` pragmas. Safe code: `ffi` turns SQLite's calls into calls on this type.
+
+use crate::error::Result;
+use crate::ltx::Pgno;
+use crate::replica::{Replica, ReplicaConfig, Snapshot};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// SQLite's lock levels (https://www.sqlite.org/c3ref/c_lock_exclusive.html).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum LockLevel {
+    None,
+    Shared,
+    Reserved,
+    Pending,
+    Exclusive,
+}
+
+impl LockLevel {
+    pub(crate) fn from_raw(level: i32) -> Option<LockLevel> {
+        Some(match level {
+            0 => LockLevel::None,
+            1 => LockLevel::Shared,
+            2 => LockLevel::Reserved,
+            3 => LockLevel::Pending,
+            4 => LockLevel::Exclusive,
+            _ => return None,
+        })
+    }
+}
+
+/// What a pragma asked of this file came to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pragma {
+    /// Not ours: SQLite handles it.
+    NotOurs,
+    /// Ours; the single value it returns, if any.
+    Value(Option<String>),
+    /// Ours, and it failed with this sentence.
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct MainDb {
+    replica: Arc<Replica>,
+    lock: LockLevel,
+    /// The snapshot of the current read transaction, held from SHARED to NONE.
+    pinned: Option<Arc<Snapshot>>,
+    last_error: Option<String>,
+}
+
+impl MainDb {
+    pub(crate) fn open(config: ReplicaConfig) -> Result<MainDb> {
+        Ok(MainDb {
+            replica: Replica::open(config)?,
+            lock: LockLevel::None,
+            pinned: None,
+            last_error: None,
+        })
+    }
+
+    /// The pinned snapshot, or the newest one outside a read transaction (SQLite reads the
+    /// header once before it takes any lock).
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.pinned
+            .clone()
+            .unwrap_or_else(|| self.replica.current())
+    }
+
+    pub(crate) fn record_error(&mut self, message: String) {
+        self.last_error = Some(message);
+    }
+
+    /// Fills `buf` from byte `offset` of the database. Returns `false` for a short read (past
+    /// the end): the rest of `buf` is zero-filled, as xRead's contract requires
+    /// (https://www.sqlite.org/c3ref/io_methods.html).
+    ///
+    /// # Errors
+    /// As [`Replica::read_page`].
+    pub(crate) fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let snap = self.snapshot();
+        let page_size = u64::from(snap.page_size.get());
+        let end = snap.size_bytes();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            if at >= end {
+                buf.get_mut(done..).unwrap_or_default().fill(0);
+                return Ok(false);
+            }
+            let pgno = Pgno::new(u32::try_from(at / page_size + 1).unwrap_or(u32::MAX))
+                .unwrap_or(Pgno::ONE);
+            let in_page = (at % page_size) as usize;
+            let page = self.replica.read_page(&snap, pgno)?;
+            let src = page.get(in_page..).unwrap_or_default();
+            let n = src.len().min(buf.len() - done);
+            if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), src.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            done += n;
+        }
+        patch_page1(buf, offset, &snap);
+        Ok(true)
+    }
+
+    /// The database size: the snapshot's commit, in bytes.
+    pub(crate) fn file_size(&self) -> u64 {
+        self.snapshot().size_bytes()
+    }
+
+    /// Takes `level`. SHARED pins the newest snapshot for the read transaction; anything
+    /// stronger is refused: the replica is read-only.
+    pub(crate) fn lock(&mut self, level: LockLevel) -> std::result::Result<(), ()> {
+        if level > LockLevel::Shared {
+            return Err(());
+        }
+        if level == LockLevel::Shared && self.lock == LockLevel::None {
+            self.pinned = Some(self.replica.current());
+        }
+        self.lock = self.lock.max(level);
+        Ok(())
+    }
+
+    /// Drops to `level`; at NONE the read transaction is over and its snapshot released.
+    pub(crate) fn unlock(&mut self, level: LockLevel) {
+        if level < self.lock {
+            self.lock = level;
+        }
+        if self.lock == LockLevel::None {
+            self.pinned = None;
+        }
+    }
+
+    /// `PRAGMA name` or `PRAGMA name = value`, through SQLITE_FCNTL_PRAGMA.
+    pub(crate) fn pragma(&mut self, name: &str, value: Option<&str>) -> Pragma {
+        let name = name.to_ascii_lowercase();
+        let read_only = |v: String| match value {
+            None => Pragma::Value(Some(v)),
+            Some(_) => Pragma::Failed(format!(
+                "PRAGMA {name} is read-only here; opening at a past TXID or time is not supported yet"
+            )),
+        };
+        let snap = self.snapshot();
+        match name.as_str() {
+            "ltx_txid" | "litestream_txid" => read_only(snap.txid.to_string()),
+            "ltx_time" | "litestream_time" => read_only(format_time(snap.timestamp_ms)),
+            "ltx_last_error" => Pragma::Value(Some(
+                self.last_error
+                    .clone()
+                    .or_else(super::last_error)
+                    .unwrap_or_default(),
+            )),
+            "ltx_stats" => Pragma::Value(Some(self.stats_json(&snap))),
+            _ => Pragma::NotOurs,
+        }
+    }
+
+    fn stats_json(&self, snap: &Snapshot) -> String {
+        let r = self.replica.stats();
+        let s = self.replica.store().stats();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            concat!(
+                "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
+                "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
+                "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
+            ),
+            snap.txid,
+            snap.page_size,
+            snap.commit,
+            snap.files.len(),
+            n(&r.pages_read),
+            n(&r.cache_hits),
+            n(&r.cache_misses),
+            self.replica.cache().bytes(),
+            n(&s.list_requests),
+            n(&s.get_requests),
+            n(&s.bytes_fetched),
+        )
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-21T05:07:37.123Z`.
+fn format_time(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The page-1 patch (bytes at absolute file offsets, applied to whatever part of them `buf`
+/// covers):
+/// - 18, 19 = 1: rollback-journal read/write versions, so SQLite never looks for a WAL;
+/// - 24..28 change counter and 92..96 version-valid-for = the snapshot's TXID (low 32 bits),
+///   so SQLite keeps its page cache while the snapshot is unchanged and drops it when it moves;
+/// - 28..32 in-header database size = the snapshot's commit, consistent with the file size.
+fn patch_page1(buf: &mut [u8], offset: u64, snap: &Snapshot) {
+    let counter = (snap.txid.get() as u32).to_be_bytes();
+    let patches: [(u64, &[u8]); 4] = [
+        (18, &[1, 1]),
+        (24, &counter),
+        (28, &snap.commit.to_be_bytes()),
+        (92, &counter),
+    ];
+    let buf_end = offset + buf.len() as u64;
+    for (at, bytes) in patches {
+        for (i, b) in bytes.iter().enumerate() {
+            let abs = at + i as u64;
+            if abs >= offset
+                && abs < buf_end
+                && let Some(slot) = buf.get_mut((abs - offset) as usize)
+            {
+                *slot = *b;
+            }
+        }
+    }
+}
