@@ -26,13 +26,16 @@ live-fixtures: tools
 	done; for p in "$${pids[@]}"; do wait $$p; done
 
 ## test: unit and integration tests, on the checked-in fixtures and on fresh ones
+# tests-sqlite links SQLite itself, so it is built and run on its own (see Cargo.toml).
 test: build live-fixtures
 	LTXVFS_LIVE_FIXTURES=$(abspath $(LIVE_FIXTURES)) $(CARGO) test
+	$(CARGO) test -p ltxvfs-sqlite-tests
 
 ## lint: formatting and clippy, warnings denied
 lint:
-	$(CARGO) fmt --check
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p ltxvfs-sqlite-tests --all-targets -- -D warnings
 
 ## fixtures: regenerate the checked-in fixtures (tests/fixtures/litestream-*)
 fixtures: tools

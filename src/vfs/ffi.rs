@@ -49,6 +49,8 @@ impl SqliteApi {
     /// # Safety
     /// `api` is null or points to the `sqlite3_api_routines` SQLite passed to an extension
     /// entry point, valid for the life of the process.
+    // (Only the loadable build's bindings spell out the table; the linked ones keep it opaque.)
+    #[cfg(feature = "loadable")]
     unsafe fn from_routines(api: *const ffi::sqlite3_api_routines) -> Option<SqliteApi> {
         // SAFETY: non-null per the check; SQLite's table is static and at least as long as
         // the 3.8 layout whose fields we read.
@@ -200,6 +202,7 @@ fn register_vfs(api: SqliteApi) -> c_int {
 /// # Safety
 /// Called by SQLite with the arguments of an extension entry point
 /// (https://www.sqlite.org/loadext.html).
+#[cfg(feature = "loadable")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sqlite3_ltxvfs_init(
     _db: *mut ffi::sqlite3,

@@ -5,8 +5,13 @@ use ltxvfs::ltx::{self, FileSummary, Pgno, Txid};
 use ltxvfs::replica::{LtxFileId, restore_plan};
 use std::path::{Path, PathBuf};
 
+/// The repository root (this file is shared with `tests-sqlite/`, one level down).
 pub fn repo_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|p| p.join("tests/fixtures").is_dir())
+        .expect("the repository root, holding tests/fixtures")
+        .to_path_buf()
 }
 
 /// The Litestream versions whose files the tests read: 0.5.15 writes the legacy frame

@@ -1,0 +1,232 @@
+//! The harness of the in-process tests: SQLite with the `ltx` VFS registered, a real
+//! `litestream replicate` process, restores, and page-by-page comparison.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[allow(dead_code)]
+#[path = "../../tests/it/util.rs"]
+pub mod util;
+
+use ltxvfs::ltx::Txid;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Registers the `ltx` VFS with the bundled SQLite, once, after routing `sqlite3_log` to
+/// [`log_lines`] (sqlite3_config must come before SQLite initialises).
+pub fn register() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        fn sink(code: std::ffi::c_int, msg: &str) {
+            LOG.lock().unwrap().push(format!("({code}) {msg}"));
+        }
+        // SAFETY: called once, before any connection exists and before ltxvfs registers.
+        unsafe { rusqlite::trace::config_log(Some(sink)) }.unwrap();
+        ltxvfs::register().unwrap();
+    });
+}
+
+/// `sqlite3_log` lines so far that contain `needle`.
+pub fn log_lines(needle: &str) -> Vec<String> {
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// A replica URL as a URI parameter value.
+pub fn uri_escape(url: &str) -> String {
+    url.replace('%', "%25")
+        .replace('&', "%26")
+        .replace('?', "%3F")
+        .replace('#', "%23")
+}
+
+/// Opens a replica through the `ltx` VFS; `extra` is appended to the URI (`&cache_size=…`).
+pub fn open_replica(url: &str, extra: &str) -> rusqlite::Result<Connection> {
+    register();
+    Connection::open_with_flags(
+        format!("file:app.db?vfs=ltx&replica={}{extra}", uri_escape(url)),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+}
+
+pub fn file_url(dir: &Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+/// The largest max TXID of the level's LTX files in a `file://` replica, 0 if none.
+pub fn max_txid(replica: &Path, level: u8) -> u64 {
+    std::fs::read_dir(replica.join("ltx").join(level.to_string()))
+        .map(|d| {
+            d.filter_map(|f| {
+                let name = f.ok()?.file_name().into_string().ok()?;
+                ltxvfs::replica::LtxFileId::parse(level, &name).map(|id| id.max_txid.get())
+            })
+            .max()
+            .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Polls `cond` every 20 ms for up to 60 s.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A primary database under a running `litestream replicate` to a `file://` replica.
+/// Stopped (SIGKILL) on drop.
+pub struct Primary {
+    pub version: String,
+    pub dir: PathBuf,
+    pub db_path: PathBuf,
+    pub replica: PathBuf,
+    child: Child,
+}
+
+impl Primary {
+    /// Creates `dir/app.db` in WAL mode with `schema`, then starts litestream `version`
+    /// with fast syncs and L1 compaction every `l1_interval`, and waits for its snapshot.
+    pub fn start(version: &str, name: &str, schema: &str, l1_interval: &str) -> Primary {
+        let dir = util::scratch_dir(name);
+        let db_path = dir.join("app.db");
+        let replica = dir.join("replica");
+        let db = Connection::open(&db_path).unwrap();
+        db.pragma_update(None, "journal_mode", "wal").unwrap();
+        db.execute_batch(schema).unwrap();
+        drop(db);
+        let config = dir.join("litestream.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "levels:\n  - interval: {l1_interval}\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 200ms\n",
+                db_path.display(),
+                replica.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("litestream.log")).unwrap();
+        let child = Command::new(util::litestream_bin(version))
+            .env_remove("AWS_CA_BUNDLE")
+            .args(["replicate", "-config"])
+            .arg(&config)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let primary = Primary {
+            version: version.to_owned(),
+            dir,
+            db_path,
+            replica,
+            child,
+        };
+        wait_until("the first LTX file", || max_txid(&primary.replica, 0) >= 1);
+        primary
+    }
+
+    pub fn url(&self) -> String {
+        file_url(&self.replica)
+    }
+
+    /// Runs `sql` on the primary as one transaction and waits until its L0 file exists.
+    /// Returns the replica's TXID after it.
+    pub fn commit(&self, sql: &str) -> Txid {
+        let before = max_txid(&self.replica, 0);
+        let db = Connection::open(&self.db_path).unwrap();
+        db.execute_batch(&format!("BEGIN; {sql}; COMMIT;")).unwrap();
+        wait_until("an L0 file for the commit", || {
+            max_txid(&self.replica, 0) > before
+        });
+        Txid(max_txid(&self.replica, 0))
+    }
+
+    /// `litestream restore -txid` of this replica into `out`.
+    pub fn restore(&self, txid: Txid, out: &Path) -> Vec<u8> {
+        let output = Command::new(util::litestream_bin(&self.version))
+            .env_remove("AWS_CA_BUNDLE")
+            .args(["restore", "-txid", &txid.to_string(), "-o"])
+            .arg(out)
+            .arg(self.url())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "restore failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::read(out).unwrap()
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a checked-in fixture replica (`version`) to a scratch directory of its own, so that
+/// a test gets a `Replica` (and stats) no other test shares; `damage` may alter each file.
+pub fn copy_fixture_replica(version: &str, name: &str, damage: impl Fn(&mut Vec<u8>)) -> PathBuf {
+    let src = util::repo_dir()
+        .join("tests/fixtures")
+        .join(format!("litestream-{version}"))
+        .join("replica");
+    let dst = util::scratch_dir(name).join("replica");
+    for (id, path) in util::replica_files(&src) {
+        let to = dst
+            .join("ltx")
+            .join(id.level.to_string())
+            .join(path.file_name().unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(to, bytes).unwrap();
+    }
+    dst
+}
+
+/// Every page of `conn`'s main database, read through its VFS by SQLite's backup API.
+pub fn read_all_pages(conn: &Connection, scratch: &Path) -> Vec<u8> {
+    let out = scratch.join("backup.db");
+    let _ = std::fs::remove_file(&out);
+    let mut dst = Connection::open(&out).unwrap();
+    {
+        let backup = rusqlite::backup::Backup::new(conn, &mut dst).unwrap();
+        backup
+            .run_to_completion(1000, Duration::ZERO, None)
+            .unwrap();
+    }
+    drop(dst);
+    std::fs::read(out).unwrap()
+}
+
+/// Page-by-page equality of two database images, except the page-1 header bytes that the
+/// VFS patches (18-19 journal mode, 24-31 change counter and size, 92-95 version) and that a
+/// backup rewrites (those and 40-43, the schema cookie, which it increments).
+pub fn assert_same_pages(ours: &[u8], restored: &[u8], page_size: usize) {
+    assert_eq!(ours.len(), restored.len(), "database sizes differ");
+    for (n, (a, b)) in ours
+        .chunks(page_size)
+        .zip(restored.chunks(page_size))
+        .enumerate()
+    {
+        if n == 0 {
+            let skip = |i: usize| matches!(i, 18 | 19 | 24..=31 | 40..=43 | 92..=95);
+            let diff = (0..page_size).find(|&i| !skip(i) && a[i] != b[i]);
+            assert_eq!(diff, None, "page 1 differs at byte {diff:?}");
+        } else {
+            assert!(a == b, "page {} differs", n + 1);
+        }
+    }
+}

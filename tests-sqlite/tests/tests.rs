@@ -1,0 +1,10 @@
+//! ltxvfs through a real SQLite in-process: rusqlite `bundled` + `ltxvfs::register()`, on
+//! replicas the real `litestream` writes. One binary, a module per topic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+#[path = "it/errors.rs"]
+mod errors;
+#[path = "it/live_replica.rs"]
+mod live_replica;
+#[path = "it/queries.rs"]
+mod queries;
