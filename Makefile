@@ -7,7 +7,7 @@ TOOLS := .tools
 LITESTREAM_VERSIONS := 0.5.15 0.5.17
 LIVE_FIXTURES := target/live-fixtures
 
-.PHONY: build test lint tools live-fixtures fixtures clean
+.PHONY: build test sql-test demo lint tools live-fixtures fixtures sql-replica clean
 
 ## build: the release library, target/release/libltxvfs.so
 build:
@@ -30,6 +30,15 @@ live-fixtures: tools
 test: build live-fixtures
 	LTXVFS_LIVE_FIXTURES=$(abspath $(LIVE_FIXTURES)) $(CARGO) test
 	$(CARGO) test -p ltxvfs-sqlite-tests
+	$(MAKE) --no-print-directory sql-test
+
+## sql-test: golden SQL scripts in the system sqlite3 shell with the built extension
+sql-test: build tools
+	sql-tests/run.sh
+
+## demo: replicate a sample database with litestream and query it through ltxvfs
+demo: build tools
+	scripts/demo.sh
 
 ## lint: formatting and clippy, warnings denied
 lint:
@@ -43,6 +52,10 @@ fixtures: tools
 	    $(PYTHON) tests/fixtures/make_fixtures.py --litestream $(TOOLS)/litestream-$$v/bin/litestream \
 	        --out tests/fixtures/litestream-$$v; \
 	done
+
+## sql-replica: rewrite the replica the sql-tests read (then UPDATE_EXPECTED=1 sql-tests/run.sh)
+sql-replica: tools
+	sql-tests/setup/make_replica.sh $(TOOLS)/litestream-0.5.17/bin/litestream
 
 clean:
 	$(CARGO) clean

@@ -12,6 +12,7 @@ LITESTREAM_VERSIONS=(0.5.15 0.5.17)
 
 # Debian packages, only when missing.
 need_apt=()
+command -v sqlite3 >/dev/null || need_apt+=(sqlite3)  # the shell the sql-tests and demo drive
 command -v "$PYTHON" >/dev/null || need_apt+=(python3 python3-venv)
 if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     need_apt+=(python3-venv)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Golden SQL tests: each sql-tests/NAME.sql runs in a fresh `sqlite3` shell (the system's:
+# 3.40 on Debian 12) that has loaded target/release/libltxvfs and opened the checked-in
+# replica (sql-tests/replica/) through the ltx VFS. The script's own lines are echoed; the
+# output, then "exit code: N", is diffed against NAME.expected. Scripts write the replica's
+# URL as file://@REPLICA@ (replaced by the real path, and back in the output).
+#
+#   sql-tests/run.sh                    run all
+#   UPDATE_EXPECTED=1 sql-tests/run.sh  rewrite the .expected files
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+lib="$here/../target/release/libltxvfs"
+[[ -f "$lib.so" ]] || { echo "sql-tests: $lib.so not built (make build)" >&2; exit 1; }
+command -v sqlite3 > /dev/null || { echo "sql-tests: no sqlite3 shell (apt-get install sqlite3)" >&2; exit 1; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+passed=0 failed=0
+for script in "$here"/*.sql; do
+    name=$(basename "$script" .sql)
+    actual="$work/$name.out"
+    {
+        # Not echoed: machine-specific paths.
+        printf '.load %s\n' "$lib"
+        printf ".open 'file:app.db?vfs=ltx&replica=file://@REPLICA@'\n"
+        printf '.headers off\n.mode list\n.echo on\n'
+        cat "$script"
+    } | sed "s|@REPLICA@|$here/replica|g" \
+      | (cd "$work" && stdbuf -o0 -e0 sqlite3 -batch -init /dev/null 2>&1; echo "exit code: $?") \
+      | sed "s|$here/replica|@REPLICA@|g" > "$actual"
+    expected="$here/$name.expected"
+    if [[ -n "${UPDATE_EXPECTED:-}" ]]; then
+        cp "$actual" "$expected"
+        echo "updated $name.expected"
+    elif diff -u "$expected" "$actual" > "$work/$name.diff"; then
+        echo "ok     $name"
+        passed=$((passed + 1))
+    else
+        echo "FAILED $name"
+        cat "$work/$name.diff"
+        failed=$((failed + 1))
+    fi
+done
+echo "sql-tests: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
