@@ -3,7 +3,8 @@
 # 3.40 on Debian 12) that has loaded target/release/libltxvfs and opened the checked-in
 # replica (sql-tests/replica/) through the ltx VFS. The script's own lines are echoed; the
 # output, then "exit code: N", is diffed against NAME.expected. Scripts write the replica's
-# URL as file://@REPLICA@ (replaced by the real path, and back in the output).
+# URL as file://@REPLICA@ and the library as @LIB@ (replaced by the real paths, and back in
+# the output).
 #
 #   sql-tests/run.sh                    run all
 #   UPDATE_EXPECTED=1 sql-tests/run.sh  rewrite the .expected files
@@ -21,13 +22,13 @@ for script in "$here"/*.sql; do
     actual="$work/$name.out"
     {
         # Not echoed: machine-specific paths.
-        printf '.load %s\n' "$lib"
+        printf '.load @LIB@\n'
         printf ".open 'file:app.db?vfs=ltx&replica=file://@REPLICA@'\n"
         printf '.headers off\n.mode list\n.echo on\n'
         cat "$script"
-    } | sed "s|@REPLICA@|$here/replica|g" \
+    } | sed "s|@REPLICA@|$here/replica|g; s|@LIB@|$lib|g" \
       | (cd "$work" && stdbuf -o0 -e0 sqlite3 -batch -init /dev/null 2>&1; echo "exit code: $?") \
-      | sed "s|$here/replica|@REPLICA@|g" > "$actual"
+      | sed "s|$here/replica|@REPLICA@|g; s|$lib|@LIB@|g" > "$actual"
     expected="$here/$name.expected"
     if [[ -n "${UPDATE_EXPECTED:-}" ]]; then
         cp "$actual" "$expected"

@@ -136,3 +136,13 @@ fn pragmas_report_txid_time_and_aliases() {
     assert_eq!(get("litestream_time"), time);
     assert!(conn.pragma_update(None, "ltx_txid", "5").is_err());
 }
+
+#[test]
+fn replica_path_with_a_space_is_percent_encoded_in_the_url() {
+    let copied = copy_fixture_replica("0.5.17", "path with space", |_| ());
+    let encoded = copied.display().to_string().replace(' ', "%20");
+    assert!(encoded.contains("path%20with%20space"));
+    let conn = open_replica(&format!("file://{encoded}"), "").unwrap();
+    let n: i64 = conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap();
+    assert!(n > 0);
+}
