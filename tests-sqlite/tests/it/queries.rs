@@ -143,6 +143,8 @@ fn replica_path_with_a_space_is_percent_encoded_in_the_url() {
     let encoded = copied.display().to_string().replace(' ', "%20");
     assert!(encoded.contains("path%20with%20space"));
     let conn = open_replica(&format!("file://{encoded}"), "").unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+        .unwrap();
     assert!(n > 0);
 }
