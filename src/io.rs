@@ -48,7 +48,7 @@ fn handle() -> Result<Handle, BridgeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .thread_name("ltxvfs-io")
-        .enable_time()
+        .enable_all()
         .build()
         .map_err(|e| BridgeError::Runtime(e.to_string()))?;
     let handle = runtime.handle().clone();

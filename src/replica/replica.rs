@@ -61,7 +61,7 @@ impl Replica {
         if let Some(replica) = map.get(&config.url).and_then(Weak::upgrade) {
             return Ok(replica);
         }
-        let store = Store::from_url(&config.url)?;
+        let store = Store::from_url(&config.url, config.timeout)?;
         let snapshot = Self::load_snapshot(&store, config.timeout)?;
         let replica = Arc::new(Replica {
             cache: PageCache::new(config.cache_size),
@@ -145,7 +145,9 @@ impl Replica {
             })?;
             Ok(Snapshot::from_plan(page_size, files))
         };
-        bridged(store, "opening the replica", task, timeout)
+        // Listing, then headers and indexes, then the rest of a large index: three steps,
+        // each bounded by `timeout` in the store.
+        bridged(store, "opening the replica", task, timeout * 3)
     }
 
     /// Page `pgno` of `snapshot`: from the cache, or one ranged GET of its frame.
@@ -202,14 +204,16 @@ impl Replica {
     }
 }
 
-/// Runs a store task on the IO runtime, turning a timeout into an [`Error::Io`].
+/// Runs a store task on the IO runtime, turning a timeout into an [`Error::Io`]. The store
+/// gives up on its own within `timeout` (its retry budget); the wait here allows a margin so
+/// that its error, which says more, arrives first.
 fn bridged<T: Send + 'static>(
     store: &Store,
     what: &str,
     task: impl std::future::Future<Output = Result<T>> + Send + 'static,
     timeout: Duration,
 ) -> Result<T> {
-    io::run(task, timeout).map_err(|e| Error::Io {
+    io::run(task, timeout + Duration::from_secs(2)).map_err(|e| Error::Io {
         url: store.url().to_owned(),
         what: what.to_owned(),
         detail: e.to_string(),

@@ -60,18 +60,38 @@ pub fn file_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
-/// The largest max TXID of the level's LTX files in a `file://` replica, 0 if none.
-pub fn max_txid(replica: &Path, level: u8) -> u64 {
-    std::fs::read_dir(replica.join("ltx").join(level.to_string()))
-        .map(|d| {
-            d.filter_map(|f| {
-                let name = f.ok()?.file_name().into_string().ok()?;
-                ltxvfs::replica::LtxFileId::parse(level, &name).map(|id| id.max_txid.get())
-            })
-            .max()
-            .unwrap_or(0)
-        })
-        .unwrap_or(0)
+/// The S3 server `scripts/with-s3.sh` started (moto on 127.0.0.1).
+pub fn s3_endpoint() -> String {
+    std::env::var("LTXVFS_TEST_S3_ENDPOINT")
+        .expect("no S3 server: run these tests through scripts/with-s3.sh (as `make test` does)")
+}
+
+/// Creates a bucket on the test S3 server (path-style PUT; moto needs no signature).
+pub fn create_bucket(name: &str) {
+    use std::io::{Read, Write};
+    let endpoint = s3_endpoint();
+    let host = endpoint.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "creating bucket {name}: {answer}"
+    );
+}
+
+/// Where a test primary replicates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A `file://` directory.
+    File,
+    /// A bucket of its own on the test S3 server.
+    S3,
 }
 
 /// Polls `cond` every 20 ms for up to 60 s.
@@ -83,34 +103,66 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A primary database under a running `litestream replicate` to a `file://` replica.
-/// Stopped (SIGKILL) on drop.
+/// A primary database under a running `litestream replicate` to a `file://` directory or an
+/// S3 bucket. Stopped (SIGKILL) on drop.
 pub struct Primary {
     pub version: String,
     pub dir: PathBuf,
     pub db_path: PathBuf,
-    pub replica: PathBuf,
+    url: String,
+    store: ltxvfs::store::Store,
+    rt: tokio::runtime::Runtime,
     child: Child,
 }
 
 impl Primary {
     /// Creates `dir/app.db` in WAL mode with `schema`, then starts litestream `version`
     /// with fast syncs and L1 compaction every `l1_interval`, and waits for its snapshot.
-    pub fn start(version: &str, name: &str, schema: &str, l1_interval: &str) -> Primary {
+    pub fn start(
+        version: &str,
+        name: &str,
+        schema: &str,
+        l1_interval: &str,
+        target: Target,
+    ) -> Primary {
         let dir = util::scratch_dir(name);
         let db_path = dir.join("app.db");
-        let replica = dir.join("replica");
         let db = Connection::open(&db_path).unwrap();
         db.pragma_update(None, "journal_mode", "wal").unwrap();
         db.execute_batch(schema).unwrap();
         drop(db);
+        let (replica_yaml, url) = match target {
+            Target::File => {
+                let replica = dir.join("replica");
+                (
+                    format!("type: file\n      path: {}", replica.display()),
+                    file_url(&replica),
+                )
+            }
+            Target::S3 => {
+                let bucket: String = name
+                    .to_ascii_lowercase()
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                    .collect();
+                create_bucket(&bucket);
+                let endpoint = s3_endpoint();
+                (
+                    format!(
+                        "type: s3\n      bucket: {bucket}\n      path: app.db\n      endpoint: {endpoint}\n      region: us-east-1\n      force-path-style: true"
+                    ),
+                    format!(
+                        "s3://{bucket}/app.db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true"
+                    ),
+                )
+            }
+        };
         let config = dir.join("litestream.yml");
         std::fs::write(
             &config,
             format!(
-                "levels:\n  - interval: {l1_interval}\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      type: file\n      path: {}\n      sync-interval: 200ms\n",
+                "levels:\n  - interval: {l1_interval}\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      {replica_yaml}\n      sync-interval: 200ms\n",
                 db_path.display(),
-                replica.display()
             ),
         )
         .unwrap();
@@ -123,31 +175,44 @@ impl Primary {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
+        if target == Target::File {
+            std::fs::create_dir_all(dir.join("replica")).unwrap();
+        }
         let primary = Primary {
             version: version.to_owned(),
+            store: ltxvfs::store::Store::from_url(&url, Duration::from_secs(10)).unwrap(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            url,
             dir,
             db_path,
-            replica,
             child,
         };
-        wait_until("the first LTX file", || max_txid(&primary.replica, 0) >= 1);
+        wait_until("the first LTX file", || primary.max_txid(0) >= 1);
         primary
     }
 
     pub fn url(&self) -> String {
-        file_url(&self.replica)
+        self.url.clone()
+    }
+
+    /// The largest max TXID among the level's LTX files, 0 if none, as listed by ltxvfs's
+    /// own store (so this also checks the key layout Litestream used).
+    pub fn max_txid(&self, level: u8) -> u64 {
+        let files = self.rt.block_on(self.store.list_level(level)).unwrap();
+        files.iter().map(|f| f.id.max_txid.get()).max().unwrap_or(0)
     }
 
     /// Runs `sql` on the primary as one transaction and waits until its L0 file exists.
     /// Returns the replica's TXID after it.
     pub fn commit(&self, sql: &str) -> Txid {
-        let before = max_txid(&self.replica, 0);
+        let before = self.max_txid(0);
         let db = Connection::open(&self.db_path).unwrap();
         db.execute_batch(&format!("BEGIN; {sql}; COMMIT;")).unwrap();
-        wait_until("an L0 file for the commit", || {
-            max_txid(&self.replica, 0) > before
-        });
-        Txid(max_txid(&self.replica, 0))
+        wait_until("an L0 file for the commit", || self.max_txid(0) > before);
+        Txid(self.max_txid(0))
     }
 
     /// `litestream restore -txid` of this replica into `out`.

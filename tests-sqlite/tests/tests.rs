@@ -8,3 +8,5 @@ mod errors;
 mod live_replica;
 #[path = "it/queries.rs"]
 mod queries;
+#[path = "it/s3.rs"]
+mod s3;

@@ -1,9 +1,10 @@
 //! A live primary under the real `litestream replicate`, a writer committing while it runs,
 //! then the replica read through the VFS: every page equals `litestream restore` at the same
-//! TXID, and queries equal the primary's.
+//! TXID, and queries equal the primary's. The same for a `file://` replica and for one in a
+//! bucket of a real S3-compatible server on 127.0.0.1.
 
 use ltxvfs_sqlite_tests::{
-    Primary, assert_same_pages, max_txid, open_replica, read_all_pages, wait_until,
+    Primary, Target, assert_same_pages, open_replica, read_all_pages, wait_until,
 };
 use rusqlite::Connection;
 
@@ -37,8 +38,9 @@ fn rows(conn: &Connection, sql: &str) -> Vec<String> {
     .unwrap()
 }
 
-fn run(version: &str) {
-    let primary = Primary::start(version, &format!("live-{version}"), SCHEMA, "2s");
+fn run(version: &str, target: Target) {
+    let name = format!("live-{target:?}-{version}");
+    let primary = Primary::start(version, &name, SCHEMA, "2s", target);
     let db_path = primary.db_path.clone();
     // A writer commits while litestream replicates: inserts, transfers, deletes, a VACUUM.
     let writer = std::thread::spawn(move || {
@@ -69,10 +71,11 @@ fn run(version: &str) {
     writer.join().unwrap();
     let txid = primary.commit("UPDATE accounts SET owner = owner WHERE id = 1");
     wait_until("L1 compaction to catch up", || {
-        max_txid(&primary.replica, 1) >= txid.get()
+        primary.max_txid(1) >= txid.get()
     });
 
-    let conn = open_replica(&primary.url(), "").unwrap();
+    let conn = open_replica(&primary.url(), "")
+        .unwrap_or_else(|e| panic!("{e}: {:?}", ltxvfs_sqlite_tests::log_lines("ltxvfs")));
     let seen: String = conn
         .pragma_query_value(None, "ltx_txid", |r| r.get(0))
         .unwrap();
@@ -93,11 +96,21 @@ fn run(version: &str) {
 }
 
 #[test]
-fn live_replica_of_litestream_0_5_17_matches_restore_and_source() {
-    run("0.5.17");
+fn live_file_replica_of_litestream_0_5_17_matches_restore_and_source() {
+    run("0.5.17", Target::File);
 }
 
 #[test]
-fn live_replica_of_litestream_0_5_15_matches_restore_and_source() {
-    run("0.5.15");
+fn live_file_replica_of_litestream_0_5_15_matches_restore_and_source() {
+    run("0.5.15", Target::File);
+}
+
+#[test]
+fn live_s3_replica_of_litestream_0_5_17_matches_restore_and_source() {
+    run("0.5.17", Target::S3);
+}
+
+#[test]
+fn live_s3_replica_of_litestream_0_5_15_matches_restore_and_source() {
+    run("0.5.15", Target::S3);
 }

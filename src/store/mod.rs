@@ -1,0 +1,218 @@
+//! The storage layer: an `object_store` built from a replica URL, the key layout Litestream
+//! uses on that backend, and request statistics. Knows nothing of SQLite or of LTX bytes.
+//!
+//! Layouts (checked against what `litestream` writes, in the tests):
+//! - `file://`, `gs://`, `abs://`: `<root>/ltx/<level as decimal>/<min>-<max>.ltx`
+//! - `s3://`: `<path>/<level as %04x>/<min>-<max>.ltx` (no `ltx/`, 4 hex digits)
+
+mod backend;
+mod location;
+
+use crate::error::{Error, Result};
+use crate::replica::LtxFileId;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// How a not-found answer starts, so that callers can tell "re-plan" from failure.
+pub(crate) const NOT_FOUND: &str = "not found";
+
+/// Where a backend keeps the files of each level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `<root>/ltx/<level>/`
+    LtxDecimal,
+    /// `<root>/<level as %04x>/`
+    Hex4,
+}
+
+/// One LTX file as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedFile {
+    pub id: LtxFileId,
+    pub size: u64,
+    pub last_modified: SystemTime,
+}
+
+/// Requests made and bytes received, for `PRAGMA ltx_stats`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub list_requests: AtomicU64,
+    pub get_requests: AtomicU64,
+    pub bytes_fetched: AtomicU64,
+}
+
+/// A replica's location in an object store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The object store and the process that built it; see [`Store::client`].
+    inner: Arc<Mutex<(u32, Arc<dyn ObjectStore>)>>,
+    location: location::Location,
+    timeout: std::time::Duration,
+    root: Path,
+    layout: Layout,
+    /// A missing level directory is an empty level (file://); on object stores a "not found"
+    /// answer to a listing means the bucket or container is missing.
+    missing_is_empty: bool,
+    /// The URL as it may be printed: no credentials.
+    url: String,
+    stats: Arc<StoreStats>,
+}
+
+impl Store {
+    /// Builds the store for a replica URL (see `location` for the forms accepted).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a malformed URL or settings the store rejects;
+    /// [`Error::ReplicaNotFound`] for a `file://` directory that does not exist.
+    pub fn from_url(url: &str, timeout: std::time::Duration) -> Result<Store> {
+        let (loc, shown) = location::parse(url)?;
+        let inner = backend::build(&loc, &shown, timeout)?;
+        let (root, layout) = match &loc {
+            location::Location::File { .. } => (Path::default(), Layout::LtxDecimal),
+            location::Location::S3 { prefix, .. } => (Path::from(prefix.as_str()), Layout::Hex4),
+            location::Location::Gcs { prefix, .. } | location::Location::Azure { prefix, .. } => {
+                (Path::from(prefix.as_str()), Layout::LtxDecimal)
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(Mutex::new((std::process::id(), inner))),
+            location: loc.clone(),
+            timeout,
+            root,
+            layout,
+            missing_is_empty: matches!(loc, location::Location::File { .. }),
+            url: shown,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The object store to use in this process. A client built before a `fork()` holds
+    /// connections registered with the parent's runtime, which the child does not have: the
+    /// child builds its own (DESIGN.md decision 6).
+    fn client(&self) -> Result<Arc<dyn ObjectStore>> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = std::process::id();
+        if guard.0 != pid {
+            *guard = (
+                pid,
+                backend::build(&self.location, &self.url, self.timeout)?,
+            );
+        }
+        Ok(guard.1.clone())
+    }
+
+    /// The URL, safe to print.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    fn level_dir(&self, level: u8) -> Path {
+        match self.layout {
+            Layout::LtxDecimal => self.root.clone().join("ltx").join(level.to_string()),
+            Layout::Hex4 => self.root.clone().join(format!("{level:04x}")),
+        }
+    }
+
+    fn file_path(&self, id: &LtxFileId) -> Path {
+        self.level_dir(id.level).join(id.file_name())
+    }
+
+    fn io_error(&self, what: String, e: object_store::Error) -> Error {
+        let detail = match e {
+            object_store::Error::NotFound { .. } => format!("{NOT_FOUND}: {}", summarize(&e)),
+            e => summarize(&e),
+        };
+        Error::Io {
+            url: self.url.clone(),
+            what,
+            detail,
+        }
+    }
+
+    /// The LTX files of one level, in name order; other keys are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the listing fails. A level with no files is empty.
+    pub async fn list_level(&self, level: u8) -> Result<Vec<ListedFile>> {
+        self.stats.list_requests.fetch_add(1, Ordering::Relaxed);
+        let prefix = self.level_dir(level);
+        let metas: Vec<_> = match self.client()?.list(Some(&prefix)).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) if self.missing_is_empty => Vec::new(),
+            Err(e) => return Err(self.io_error("listing LTX files".into(), e)),
+        };
+        let mut files: Vec<ListedFile> = metas
+            .into_iter()
+            .filter_map(|m| {
+                // Only direct children of the level directory.
+                let name = m.location.prefix_match(&prefix)?.collect::<Vec<_>>();
+                let [name] = name.as_slice() else { return None };
+                Some(ListedFile {
+                    id: LtxFileId::parse(level, name.as_ref())?,
+                    size: m.size,
+                    last_modified: m.last_modified.into(),
+                })
+            })
+            .collect();
+        files.sort_by_key(|f| f.id);
+        Ok(files)
+    }
+
+    /// Bytes `range` of an LTX file.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::is_not_found`] tells a file that vanished.
+    pub async fn get_range(&self, id: &LtxFileId, range: Range<u64>) -> Result<bytes::Bytes> {
+        self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
+        let bytes = self
+            .client()?
+            .get_range(&self.file_path(id), range.clone())
+            .await
+            .map_err(|e| {
+                self.io_error(
+                    format!("reading {id} bytes {}..{}", range.start, range.end),
+                    e,
+                )
+            })?;
+        self.stats
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+}
+
+/// One line from an object store error: for an answer in S3's XML form, the HTTP status, its
+/// `Code` and `Message` (not the request IDs, nor the whole body); how many retries were made,
+/// when any; otherwise the error's own text on one line.
+fn summarize(e: &object_store::Error) -> String {
+    let text = e.to_string();
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let len = text.get(start..)?.find(close)?;
+        text.get(start..start + len)
+    };
+    let retries = between("after ", " retries").map(|n| format!(" after {n} retries"));
+    match (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
+        (Some(code), message) => {
+            let status = between("status code: ", ": <").unwrap_or("error answer");
+            format!(
+                "the store answered {status}{}: {code}{}",
+                retries.unwrap_or_default(),
+                message.map(|m| format!(" ({m})")).unwrap_or_default()
+            )
+        }
+        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
