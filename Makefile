@@ -26,17 +26,17 @@ live-fixtures: tools
 	done; for p in "$${pids[@]}"; do wait $$p; done
 
 ## test: unit and integration tests, on the checked-in fixtures and on fresh ones, against
-## file:// replicas and a real S3 server (moto) on 127.0.0.1
+## file:// replicas and real S3 (moto) and Azure (Azurite) servers on 127.0.0.1
 # tests-sqlite links SQLite itself, so it is built and run on its own (see Cargo.toml).
 test: build live-fixtures
 	LTXVFS_LIVE_FIXTURES=$(abspath $(LIVE_FIXTURES)) $(CARGO) test
-	scripts/with-s3.sh $(CARGO) test -p ltxvfs-sqlite-tests
+	scripts/with-stores.sh $(CARGO) test -p ltxvfs-sqlite-tests
 	/usr/bin/python3 tests/fork_after_use.py target/release/libltxvfs "file://$(CURDIR)/sql-tests/replica"
 	$(MAKE) --no-print-directory sql-test
 
 ## sql-test: golden SQL scripts in the system sqlite3 shell with the built extension
 sql-test: build tools
-	scripts/with-s3.sh sql-tests/run.sh
+	scripts/with-stores.sh sql-tests/run.sh
 
 ## demo: replicate a sample database with litestream and query it through ltxvfs
 demo: build tools

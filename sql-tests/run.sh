@@ -5,7 +5,7 @@
 # output, then "exit code: N", is diffed against NAME.expected. Scripts write the replica's
 # URL as file://@REPLICA@ and the library as @LIB@ (replaced by the real paths, and back in
 # the output). Scripts named s3*.sql read the same replica from a bucket of the S3 server
-# that scripts/with-s3.sh starts, as @S3REPLICA@.
+# that scripts/with-stores.sh starts, as @S3REPLICA@.
 #
 #   sql-tests/run.sh                    run all
 #   UPDATE_EXPECTED=1 sql-tests/run.sh  rewrite the .expected files
@@ -28,7 +28,7 @@ passed=0 failed=0
 for script in "$here"/*.sql; do
     name=$(basename "$script" .sql)
     if [[ "$name" == s3* && -z "$s3_url" ]]; then
-        echo "FAILED $name: needs an S3 server (run through scripts/with-s3.sh, as make test does)"
+        echo "FAILED $name: needs an S3 server (run through scripts/with-stores.sh, as make test does)"
         failed=$((failed + 1))
         continue
     fi

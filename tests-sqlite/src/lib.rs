@@ -60,10 +60,11 @@ pub fn file_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }
 
-/// The S3 server `scripts/with-s3.sh` started (moto on 127.0.0.1).
+/// The S3 server `scripts/with-stores.sh` started (moto on 127.0.0.1).
 pub fn s3_endpoint() -> String {
-    std::env::var("LTXVFS_TEST_S3_ENDPOINT")
-        .expect("no S3 server: run these tests through scripts/with-s3.sh (as `make test` does)")
+    std::env::var("LTXVFS_TEST_S3_ENDPOINT").expect(
+        "no S3 server: run these tests through scripts/with-stores.sh (as `make test` does)",
+    )
 }
 
 /// Creates a bucket on the test S3 server (path-style PUT; moto needs no signature).
@@ -85,6 +86,37 @@ pub fn create_bucket(name: &str) {
     );
 }
 
+/// Azurite's well-known development account and key (public, not a secret).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The Azurite blob endpoint `scripts/with-stores.sh` started, with the account path.
+pub fn azurite_endpoint() -> String {
+    let base = std::env::var("AZURITE_BLOB_STORAGE_URL")
+        .expect("no Azurite: run these tests through scripts/with-stores.sh (as `make test` does)");
+    format!("{base}/{AZURITE_ACCOUNT}")
+}
+
+/// Creates a blob container on Azurite (Litestream does not create one).
+pub fn create_container(name: &str) {
+    let status = Command::new("python3")
+        .arg(util::repo_dir().join("tests/azure/create_container.py"))
+        .arg(azurite_endpoint())
+        .arg(name)
+        .status()
+        .unwrap();
+    assert!(status.success(), "creating container {name}");
+}
+
+/// A bucket or container name from a test name: lowercase letters, digits and dashes.
+fn bucket_name(name: &str) -> String {
+    name.to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
 /// Where a test primary replicates to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -92,6 +124,8 @@ pub enum Target {
     File,
     /// A bucket of its own on the test S3 server.
     S3,
+    /// A container of its own on Azurite.
+    Azure,
 }
 
 /// Polls `cond` every 20 ms for up to 60 s.
@@ -110,6 +144,7 @@ pub struct Primary {
     pub dir: PathBuf,
     pub db_path: PathBuf,
     url: String,
+    config: PathBuf,
     store: ltxvfs::store::Store,
     rt: tokio::runtime::Runtime,
     child: Child,
@@ -140,11 +175,7 @@ impl Primary {
                 )
             }
             Target::S3 => {
-                let bucket: String = name
-                    .to_ascii_lowercase()
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                    .collect();
+                let bucket = bucket_name(name);
                 create_bucket(&bucket);
                 let endpoint = s3_endpoint();
                 (
@@ -154,6 +185,17 @@ impl Primary {
                     format!(
                         "s3://{bucket}/app.db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true"
                     ),
+                )
+            }
+            Target::Azure => {
+                let container = bucket_name(name);
+                create_container(&container);
+                (
+                    format!(
+                        "type: abs\n      account-name: {AZURITE_ACCOUNT}\n      account-key: {AZURITE_KEY}\n      bucket: {container}\n      path: app.db\n      endpoint: {}",
+                        azurite_endpoint()
+                    ),
+                    format!("abs://{AZURITE_ACCOUNT}@{container}/app.db"),
                 )
             }
         };
@@ -186,6 +228,7 @@ impl Primary {
                 .build()
                 .unwrap(),
             url,
+            config,
             dir,
             db_path,
             child,
@@ -215,13 +258,30 @@ impl Primary {
         Txid(self.max_txid(0))
     }
 
-    /// `litestream restore -txid` of this replica into `out`.
+    /// Waits until litestream has shipped nothing new for a second (after a commit it may
+    /// still write a file or two, e.g. after a checkpoint) and returns the replica's TXID.
+    pub fn settle(&self) -> Txid {
+        let mut last = self.max_txid(0);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = self.max_txid(0);
+            if now == last {
+                return Txid(now);
+            }
+            last = now;
+        }
+    }
+
+    /// `litestream restore -txid` of this replica into `out` (through the config file, which
+    /// knows the endpoint and keys of every target).
     pub fn restore(&self, txid: Txid, out: &Path) -> Vec<u8> {
         let output = Command::new(util::litestream_bin(&self.version))
             .env_remove("AWS_CA_BUNDLE")
-            .args(["restore", "-txid", &txid.to_string(), "-o"])
+            .args(["restore", "-txid", &txid.to_string(), "-config"])
+            .arg(&self.config)
+            .arg("-o")
             .arg(out)
-            .arg(self.url())
+            .arg(&self.db_path)
             .output()
             .unwrap();
         assert!(

@@ -1,7 +1,8 @@
 //! A live primary under the real `litestream replicate`, a writer committing while it runs,
 //! then the replica read through the VFS: every page equals `litestream restore` at the same
-//! TXID, and queries equal the primary's. The same for a `file://` replica and for one in a
-//! bucket of a real S3-compatible server on 127.0.0.1.
+//! TXID, and queries equal the primary's. The same for a `file://` replica, for one in a
+//! bucket of a real S3-compatible server and for one in a container of the Azure blob
+//! emulator, both on 127.0.0.1.
 
 use ltxvfs_sqlite_tests::{
     Primary, Target, assert_same_pages, open_replica, read_all_pages, wait_until,
@@ -69,7 +70,8 @@ fn run(version: &str, target: Target) {
         }
     });
     writer.join().unwrap();
-    let txid = primary.commit("UPDATE accounts SET owner = owner WHERE id = 1");
+    primary.commit("UPDATE accounts SET owner = owner WHERE id = 1");
+    let txid = primary.settle();
     wait_until("L1 compaction to catch up", || {
         primary.max_txid(1) >= txid.get()
     });
@@ -113,4 +115,14 @@ fn live_s3_replica_of_litestream_0_5_17_matches_restore_and_source() {
 #[test]
 fn live_s3_replica_of_litestream_0_5_15_matches_restore_and_source() {
     run("0.5.15", Target::S3);
+}
+
+#[test]
+fn live_azure_replica_of_litestream_0_5_17_matches_restore_and_source() {
+    run("0.5.17", Target::Azure);
+}
+
+#[test]
+fn live_azure_replica_of_litestream_0_5_15_matches_restore_and_source() {
+    run("0.5.15", Target::Azure);
 }

@@ -48,3 +48,13 @@ fn refused_connections_fail_within_the_timeout() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+#[test]
+fn wrong_credentials_cannot_open() {
+    let endpoint = std::env::var("LTXVFS_TEST_S3_AUTH_ENDPOINT")
+        .expect("run through scripts/with-stores.sh (as make test does)");
+    let url = format!("s3://bucket/app.db?endpoint={endpoint}&region=us-east-1");
+    cantopen(&url, "", "InvalidAccessKeyId");
+    // The secret itself never appears.
+    assert!(log_lines("ltxvfs-test-secret").is_empty());
+}
