@@ -5,7 +5,7 @@ use super::{LtxFileId, SNAPSHOT_LEVEL, Snapshot, restore_plan};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::io;
-use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, Pgno, TailIndex};
+use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, Pgno, TailIndex, Txid};
 use crate::store::{ListedFile, Store};
 use futures::future::try_join_all;
 use std::collections::HashMap;
@@ -16,6 +16,9 @@ use std::time::Duration;
 /// How much of a file's end to fetch first for its page index: Litestream's estimate, which
 /// holds the whole index of files up to a few thousand pages.
 const INDEX_TAIL_BYTES: u64 = 32 << 10;
+
+/// How often a file vanishing under a plan makes us plan again before giving up.
+const REPLAN_ATTEMPTS: u32 = 3;
 
 /// What opening a replica needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,8 @@ pub struct ReplicaStats {
     pub pages_read: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Plans redone because a listed file had vanished.
+    pub replans: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -62,7 +67,7 @@ impl Replica {
             return Ok(replica);
         }
         let store = Store::from_url(&config.url, config.timeout)?;
-        let snapshot = Self::load_snapshot(&store, config.timeout)?;
+        let snapshot = Self::load_snapshot(&store, None, config.timeout)?;
         let replica = Arc::new(Replica {
             cache: PageCache::new(config.cache_size),
             config,
@@ -98,9 +103,24 @@ impl Replica {
             .clone()
     }
 
-    /// Lists every level, plans the newest state and reads the plan's page indexes, all
-    /// levels and all files at once.
-    fn load_snapshot(store: &Store, timeout: Duration) -> Result<Snapshot> {
+    /// Lists every level, plans the state at `target` (the newest if `None`) and reads the
+    /// plan's page indexes, all levels and all files at once. A file that vanishes between
+    /// the listing and the read (compaction, retention) means: list and plan again.
+    fn load_snapshot(store: &Store, target: Option<Txid>, timeout: Duration) -> Result<Snapshot> {
+        let mut attempt = 0;
+        loop {
+            match Self::load_snapshot_once(store, target, timeout) {
+                Err(e) if e.is_not_found() && attempt < REPLAN_ATTEMPTS => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn load_snapshot_once(
+        store: &Store,
+        target: Option<Txid>,
+        timeout: Duration,
+    ) -> Result<Snapshot> {
         let task_store = store.clone();
         let task = async move {
             let levels =
@@ -114,10 +134,19 @@ impl Replica {
                 });
             }
             let ids: Vec<LtxFileId> = listed.keys().copied().collect();
-            let plan = restore_plan(&ids, None).map_err(|source| Error::Plan {
+            let plan = restore_plan(&ids, target).map_err(|source| Error::Plan {
                 url: task_store.url().to_owned(),
                 source,
             })?;
+            if let Some(target) = target
+                && plan.last().map(|f| f.max_txid) != Some(target)
+            {
+                return Err(Error::Io {
+                    url: task_store.url().to_owned(),
+                    what: format!("reading the database as of TXID {target}"),
+                    detail: "its files were compacted away while it was being read; retry the transaction".into(),
+                });
+            }
             let indexed = try_join_all(plan.iter().map(|id| {
                 let size = listed.get(id).map_or(0, |f| f.size);
                 read_header_and_index(&task_store, *id, size)
@@ -152,11 +181,37 @@ impl Replica {
 
     /// Page `pgno` of `snapshot`: from the cache, or one ranged GET of its frame.
     ///
+    /// If the file holding it has vanished (compacted or pruned since the snapshot was
+    /// planned), the database at the same TXID is planned again from the files there now,
+    /// `snapshot` is replaced by that plan (same TXID, so the same content: safe even inside
+    /// a read transaction) and the read is tried once more.
+    ///
     /// # Errors
     /// [`Error::Corrupt`] if no file holds the page or its frame does not decode to it;
-    /// [`Error::Io`] if the store fails.
-    pub fn read_page(&self, snapshot: &Snapshot, pgno: Pgno) -> Result<Arc<[u8]>> {
+    /// [`Error::Io`] if the store fails, or no files reach the snapshot's TXID any more.
+    pub fn read_page(&self, snapshot: &mut Arc<Snapshot>, pgno: Pgno) -> Result<Arc<[u8]>> {
         self.stats.pages_read.fetch_add(1, Ordering::Relaxed);
+        match self.read_page_once(snapshot, pgno) {
+            Err(e) if e.is_not_found() => {
+                self.stats.replans.fetch_add(1, Ordering::Relaxed);
+                let fresh = Arc::new(Self::load_snapshot(
+                    &self.store,
+                    Some(snapshot.txid),
+                    self.config.timeout,
+                )?);
+                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+                if current.txid == fresh.txid {
+                    *current = fresh.clone();
+                }
+                drop(current);
+                *snapshot = fresh;
+                self.read_page_once(snapshot, pgno)
+            }
+            other => other,
+        }
+    }
+
+    fn read_page_once(&self, snapshot: &Snapshot, pgno: Pgno) -> Result<Arc<[u8]>> {
         let Some(at) = snapshot.page(pgno) else {
             if pgno == snapshot.page_size.lock_page() {
                 return Ok(vec![0u8; snapshot.page_size.as_usize()].into());

@@ -81,7 +81,7 @@ impl MainDb {
     /// # Errors
     /// As [`Replica::read_page`].
     pub(crate) fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<bool> {
-        let snap = self.snapshot();
+        let mut snap = self.snapshot();
         let page_size = u64::from(snap.page_size.get());
         let end = snap.size_bytes();
         let mut done = 0usize;
@@ -94,7 +94,13 @@ impl MainDb {
             let pgno = Pgno::new(u32::try_from(at / page_size + 1).unwrap_or(u32::MAX))
                 .unwrap_or(Pgno::ONE);
             let in_page = (at % page_size) as usize;
-            let page = self.replica.read_page(&snap, pgno)?;
+            let page = self.replica.read_page(&mut snap, pgno)?;
+            if let Some(pinned) = self.pinned.as_mut()
+                && !Arc::ptr_eq(pinned, &snap)
+            {
+                // Re-planned at the same TXID: keep reading from the files that exist.
+                *pinned = snap.clone();
+            }
             let src = page.get(in_page..).unwrap_or_default();
             let n = src.len().min(buf.len() - done);
             if let (Some(dst), Some(src)) = (buf.get_mut(done..done + n), src.get(..n)) {
@@ -166,7 +172,7 @@ impl MainDb {
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
+                "\"replans\":{},\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
             snap.page_size,
@@ -176,6 +182,7 @@ impl MainDb {
             n(&r.cache_hits),
             n(&r.cache_misses),
             self.replica.cache().bytes(),
+            n(&r.replans),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),

@@ -8,5 +8,7 @@ mod errors;
 mod live_replica;
 #[path = "it/queries.rs"]
 mod queries;
+#[path = "it/replan.rs"]
+mod replan;
 #[path = "it/s3.rs"]
 mod s3;
