@@ -76,6 +76,23 @@ where
     })
 }
 
+/// Starts `fut` on the IO runtime and returns at once; it runs until it finishes.
+///
+/// # Errors
+/// [`BridgeError::Runtime`] if the runtime cannot start.
+pub fn spawn<F>(fut: F) -> Result<(), BridgeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    handle()?.spawn(fut);
+    Ok(())
+}
+
+/// Sleeps on the IO runtime (for tasks running there).
+pub async fn sleep(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

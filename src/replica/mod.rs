@@ -4,12 +4,13 @@
 //! Knows nothing of SQLite. The storage layer lists and fetches; `ltx` decodes.
 
 mod file_name;
+mod follower;
 mod plan;
 #[allow(clippy::module_inception)]
 mod replica;
 mod snapshot;
 
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
-pub use plan::{PlanError, restore_plan};
+pub use plan::{PlanError, extend_chain, restore_plan};
 pub use replica::{Replica, ReplicaConfig, ReplicaStats};
 pub use snapshot::{PageRef, Snapshot};

@@ -45,25 +45,10 @@ pub fn restore_plan(
         .into_iter()
         .copied()
         .collect();
-    let mut cur = plan.last().map_or(Txid::ZERO, |s| s.max_txid);
+    let cur = plan.last().map_or(Txid::ZERO, |s| s.max_txid);
 
-    let better = |a: &LtxFileId, b: &LtxFileId| {
-        (b.max_txid, std::cmp::Reverse(b.min_txid), b.level)
-            > (a.max_txid, std::cmp::Reverse(a.min_txid), a.level)
-    };
-    while target.is_none_or(|t| cur < t) {
-        let next = files
-            .iter()
-            .filter(|f| f.level < SNAPSHOT_LEVEL && within(f))
-            .filter(|f| f.min_txid <= cur.next() && f.max_txid > cur)
-            .fold(None::<&LtxFileId>, |best, f| match best {
-                Some(b) if !better(b, f) => Some(b),
-                _ => Some(f),
-            });
-        let Some(next) = next else { break };
-        plan.push(*next);
-        cur = next.max_txid;
-    }
+    plan.extend(extend_chain(files, cur, target));
+    let cur = plan.last().map_or(Txid::ZERO, |f| f.max_txid);
 
     if plan.is_empty() {
         return Err(match target {
@@ -83,6 +68,35 @@ pub fn restore_plan(
         });
     }
     Ok(plan)
+}
+
+/// The files of levels 0..=8 that carry the database on from TXID `from`, in order: each
+/// starts at or before the end of the one before (`min ≤ cur + 1`) and reaches past it
+/// (`max > cur`), the furthest-reaching first (ties: smaller min, then higher level), none
+/// past `target`. Files that straddle `from` are accepted. The follower uses this with the
+/// files it has just listed.
+pub fn extend_chain(files: &[LtxFileId], from: Txid, target: Option<Txid>) -> Vec<LtxFileId> {
+    let within = |f: &LtxFileId| target.is_none_or(|t| f.max_txid <= t);
+    let better = |a: &LtxFileId, b: &LtxFileId| {
+        (b.max_txid, std::cmp::Reverse(b.min_txid), b.level)
+            > (a.max_txid, std::cmp::Reverse(a.min_txid), a.level)
+    };
+    let mut chain = Vec::new();
+    let mut cur = from;
+    while target.is_none_or(|t| cur < t) {
+        let next = files
+            .iter()
+            .filter(|f| f.level < SNAPSHOT_LEVEL && within(f))
+            .filter(|f| f.min_txid <= cur.next() && f.max_txid > cur)
+            .fold(None::<&LtxFileId>, |best, f| match best {
+                Some(b) if !better(b, f) => Some(b),
+                _ => Some(f),
+            });
+        let Some(next) = next else { break };
+        chain.push(*next);
+        cur = next.max_txid;
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -153,6 +167,19 @@ mod tests {
             })
         );
         assert_eq!(restore_plan(&[], None), Err(PlanError::Empty));
+    }
+
+    #[test]
+    fn chain_bridges_a_pruned_l0_gap_with_a_straddling_l1_file() {
+        // At TXID 4; L0 5 and 6 were pruned; L1 3..7 straddles 4; L0 8 continues.
+        let files = [f(0, 8, 8), f(1, 3, 7), f(1, 1, 2)];
+        assert_eq!(
+            extend_chain(&files, Txid(4), None),
+            vec![f(1, 3, 7), f(0, 8, 8)]
+        );
+        // An older L1 file that arrives late never replaces newer pages.
+        assert_eq!(extend_chain(&[f(1, 2, 3)], Txid(4), None), vec![]);
+        assert_eq!(extend_chain(&[f(0, 9, 9)], Txid(4), None), vec![], "gap");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `Replica`: one per replica URL per process, shared by every connection that opens it:
 //! one store, one page cache, one current snapshot.
 
+use super::follower::{self, FollowState, FollowStatus};
 use super::{LtxFileId, SNAPSHOT_LEVEL, Snapshot, restore_plan};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
@@ -28,6 +29,8 @@ pub struct ReplicaConfig {
     pub cache_size: u64,
     /// The longest wait for one answer from the store.
     pub timeout: Duration,
+    /// How often the follower polls for new transactions; zero: never.
+    pub poll: Duration,
 }
 
 /// Counters for `PRAGMA ltx_stats`.
@@ -38,6 +41,10 @@ pub struct ReplicaStats {
     pub cache_misses: AtomicU64,
     /// Plans redone because a listed file had vanished.
     pub replans: AtomicU64,
+    /// Snapshots the follower published.
+    pub follow_advances: AtomicU64,
+    /// Polls that listed the compacted levels to bridge a gap in level 0.
+    pub follow_bridges: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -47,6 +54,10 @@ pub struct Replica {
     cache: PageCache,
     current: RwLock<Arc<Snapshot>>,
     stats: ReplicaStats,
+    follow: Mutex<FollowState>,
+    pub(crate) follow_status: Mutex<FollowStatus>,
+    /// The process whose runtime runs the follower (a forked child starts its own).
+    follower_pid: Mutex<Option<u32>>,
 }
 
 static REGISTRY: Mutex<Option<HashMap<String, Weak<Replica>>>> = Mutex::new(None);
@@ -67,14 +78,19 @@ impl Replica {
             return Ok(replica);
         }
         let store = Store::from_url(&config.url, config.timeout)?;
-        let snapshot = Self::load_snapshot(&store, None, config.timeout)?;
+        let (snapshot, listed) = Self::load_snapshot(&store, None, config.timeout)?;
         let replica = Arc::new(Replica {
             cache: PageCache::new(config.cache_size),
             config,
             store,
             current: RwLock::new(Arc::new(snapshot)),
             stats: ReplicaStats::default(),
+            follow: Mutex::new(FollowState::after_listing(&listed)),
+            follow_status: Mutex::new(FollowStatus::default()),
+            follower_pid: Mutex::new(None),
         });
+        replica.set_follow_result(None);
+        replica.ensure_follower();
         map.insert(replica.config.url.clone(), Arc::downgrade(&replica));
         Ok(replica)
     }
@@ -95,6 +111,72 @@ impl Replica {
         &self.cache
     }
 
+    /// Starts the follower if this process has none running for this replica (first open,
+    /// or the first read in a forked child). Cheap when it runs already.
+    pub fn ensure_follower(self: &Arc<Self>) {
+        let mut pid = self.follower_pid.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::process::id();
+        if *pid == Some(me) || self.config.poll.is_zero() {
+            return;
+        }
+        if follower::start(self, self.config.poll).is_ok() {
+            *pid = Some(me);
+        }
+    }
+
+    pub(crate) fn follows_in_this_process(&self) -> bool {
+        *self.follower_pid.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::process::id())
+    }
+
+    pub(crate) fn follow_state(&self) -> FollowState {
+        self.follow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn put_follow_state(&self, state: FollowState) {
+        *self.follow.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// Publishes `next` as the current snapshot if `base` still is (a re-plan may have
+    /// replaced it meanwhile; the next poll then starts from that one).
+    pub(crate) fn publish(&self, base: &Arc<Snapshot>, next: Arc<Snapshot>) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.txid == base.txid {
+            *current = next;
+        }
+    }
+
+    /// The page size every file of a replica must share.
+    pub(crate) fn check_page_size(
+        &self,
+        base: &Snapshot,
+        id: LtxFileId,
+        header: &Header,
+    ) -> Result<()> {
+        if header.page_size == base.page_size {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            url: self.url().to_owned(),
+            file: id,
+            source: ltx::Error::BadHeader(format!(
+                "page size {} differs from the replica's {}",
+                header.page_size, base.page_size
+            )),
+        })
+    }
+
+    /// Seconds since the last successful poll, and the follower's last error.
+    pub fn follow_status(&self) -> (Option<f64>, Option<String>) {
+        let f = self.follow_status.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            f.last_ok.map(|t| t.elapsed().as_secs_f64()),
+            f.error.clone(),
+        )
+    }
+
     /// The newest snapshot; a read transaction pins it.
     pub fn current(&self) -> Arc<Snapshot> {
         self.current
@@ -106,7 +188,11 @@ impl Replica {
     /// Lists every level, plans the state at `target` (the newest if `None`) and reads the
     /// plan's page indexes, all levels and all files at once. A file that vanishes between
     /// the listing and the read (compaction, retention) means: list and plan again.
-    fn load_snapshot(store: &Store, target: Option<Txid>, timeout: Duration) -> Result<Snapshot> {
+    fn load_snapshot(
+        store: &Store,
+        target: Option<Txid>,
+        timeout: Duration,
+    ) -> Result<(Snapshot, Vec<LtxFileId>)> {
         let mut attempt = 0;
         loop {
             match Self::load_snapshot_once(store, target, timeout) {
@@ -120,7 +206,7 @@ impl Replica {
         store: &Store,
         target: Option<Txid>,
         timeout: Duration,
-    ) -> Result<Snapshot> {
+    ) -> Result<(Snapshot, Vec<LtxFileId>)> {
         let task_store = store.clone();
         let task = async move {
             let levels =
@@ -172,7 +258,7 @@ impl Replica {
                 url: task_store.url().to_owned(),
                 detail: "the restore plan is empty".into(),
             })?;
-            Ok(Snapshot::from_plan(page_size, files))
+            Ok((Snapshot::from_plan(page_size, files), ids))
         };
         // Listing, then headers and indexes, then the rest of a large index: three steps,
         // each bounded by `timeout` in the store.
@@ -194,11 +280,9 @@ impl Replica {
         match self.read_page_once(snapshot, pgno) {
             Err(e) if e.is_not_found() => {
                 self.stats.replans.fetch_add(1, Ordering::Relaxed);
-                let fresh = Arc::new(Self::load_snapshot(
-                    &self.store,
-                    Some(snapshot.txid),
-                    self.config.timeout,
-                )?);
+                let fresh = Arc::new(
+                    Self::load_snapshot(&self.store, Some(snapshot.txid), self.config.timeout)?.0,
+                );
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
                 if current.txid == fresh.txid {
                     *current = fresh.clone();
@@ -277,7 +361,7 @@ fn bridged<T: Send + 'static>(
 
 /// A file's header and page index: one ranged GET of its last 32 KiB (the whole file if
 /// smaller), plus the header's 100 bytes and the rest of a larger index when needed.
-async fn read_header_and_index(
+pub(crate) async fn read_header_and_index(
     store: &Store,
     id: LtxFileId,
     size: u64,

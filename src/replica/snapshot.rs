@@ -66,6 +66,37 @@ impl Snapshot {
         }
     }
 
+    /// The snapshot after applying `files` (a chain from this snapshot's TXID, in order, as
+    /// [`super::extend_chain`] gives it) on top of this one: their pages win, later files
+    /// over earlier ones; pages past the last file's commit are dropped (VACUUM shrank the
+    /// database). The page map is copied: this snapshot stays as it is for its readers.
+    pub(crate) fn advance(&self, files: Vec<(LtxFileId, u32, i64, PageIndex)>) -> Snapshot {
+        let mut next = self.clone();
+        for (id, file_commit, file_time, index) in files {
+            for e in index.entries() {
+                next.pages.insert(
+                    e.pgno,
+                    PageRef {
+                        file: id,
+                        offset: e.offset,
+                        size: e.size,
+                    },
+                );
+            }
+            (next.commit, next.txid, next.timestamp_ms) = (file_commit, id.max_txid, file_time);
+            next.files.push(id);
+        }
+        let commit = next.commit;
+        next.pages.retain(|pgno, _| pgno.get() <= commit);
+        // Keep only the files that still hold a page, so that a long-followed replica does
+        // not accumulate the name of every file it ever applied.
+        let used: std::collections::HashSet<LtxFileId> =
+            next.pages.values().map(|r| r.file).collect();
+        let last = next.files.last().copied();
+        next.files.retain(|f| used.contains(f) || Some(*f) == last);
+        next
+    }
+
     /// Where page `pgno` lies; `None` for a page no file holds (only the lock page, in a
     /// well-formed replica).
     pub fn page(&self, pgno: Pgno) -> Option<PageRef> {

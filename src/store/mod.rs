@@ -138,6 +138,31 @@ impl Store {
         }
     }
 
+    /// The LTX files of one level whose names sort after `after`'s (all if `None`), in name
+    /// order: on S3 a listing that starts after that key, so a poll pays only for what is new.
+    ///
+    /// # Errors
+    /// As [`Store::list_level`].
+    pub async fn list_level_after(
+        &self,
+        level: u8,
+        after: Option<&LtxFileId>,
+    ) -> Result<Vec<ListedFile>> {
+        let Some(after) = after else {
+            return self.list_level(level).await;
+        };
+        self.stats.list_requests.fetch_add(1, Ordering::Relaxed);
+        let prefix = self.level_dir(level);
+        let offset = self.file_path(after);
+        let listing = self.client()?.list_with_offset(Some(&prefix), &offset);
+        let metas: Vec<_> = match listing.try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) if self.missing_is_empty => Vec::new(),
+            Err(e) => return Err(self.io_error("listing new LTX files".into(), e)),
+        };
+        Ok(self.ltx_files(level, &prefix, metas))
+    }
+
     /// The LTX files of one level, in name order; other keys are skipped.
     ///
     /// # Errors
@@ -150,11 +175,21 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) if self.missing_is_empty => Vec::new(),
             Err(e) => return Err(self.io_error("listing LTX files".into(), e)),
         };
+        Ok(self.ltx_files(level, &prefix, metas))
+    }
+
+    /// The LTX files among listed objects: direct children of the level directory with
+    /// Litestream's file names, in name order.
+    fn ltx_files(
+        &self,
+        level: u8,
+        prefix: &Path,
+        metas: Vec<object_store::ObjectMeta>,
+    ) -> Vec<ListedFile> {
         let mut files: Vec<ListedFile> = metas
             .into_iter()
             .filter_map(|m| {
-                // Only direct children of the level directory.
-                let name = m.location.prefix_match(&prefix)?.collect::<Vec<_>>();
+                let name = m.location.prefix_match(prefix)?.collect::<Vec<_>>();
                 let [name] = name.as_slice() else { return None };
                 Some(ListedFile {
                     id: LtxFileId::parse(level, name.as_ref())?,
@@ -164,7 +199,7 @@ impl Store {
             })
             .collect();
         files.sort_by_key(|f| f.id);
-        Ok(files)
+        files
     }
 
     /// Bytes `range` of an LTX file.

@@ -124,6 +124,7 @@ impl MainDb {
             return Err(());
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
+            self.replica.ensure_follower();
             self.pinned = Some(self.replica.current());
         }
         self.lock = self.lock.max(level);
@@ -156,9 +157,27 @@ impl MainDb {
             "ltx_last_error" => Pragma::Value(Some(
                 self.last_error
                     .clone()
+                    .or_else(|| self.replica.follow_status().1)
                     .or_else(super::last_error)
                     .unwrap_or_default(),
             )),
+            // How stale the data is: seconds since its newest transaction was written, and
+            // since the follower last heard from the store (null: never, or not following).
+            "ltx_lag" => read_only({
+                let (since_poll, _) = self.replica.follow_status();
+                format!(
+                    "{{\"txn_age\":{:.3},\"since_poll\":{}}}",
+                    snap.age_seconds(),
+                    since_poll.map_or("null".to_string(), |s| format!("{s:.3}"))
+                )
+            }),
+            // Litestream's meaning: whole seconds since the last successful poll, -1 if none.
+            "litestream_lag" => read_only(
+                self.replica
+                    .follow_status()
+                    .0
+                    .map_or("-1".to_string(), |s| format!("{}", s as i64)),
+            ),
             "ltx_stats" => Pragma::Value(Some(self.stats_json(&snap))),
             _ => Pragma::NotOurs,
         }
@@ -172,7 +191,8 @@ impl MainDb {
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"replans\":{},\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
+                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},",
+                "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
             snap.page_size,
@@ -183,6 +203,8 @@ impl MainDb {
             n(&r.cache_misses),
             self.replica.cache().bytes(),
             n(&r.replans),
+            n(&r.follow_advances),
+            n(&r.follow_bridges),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),

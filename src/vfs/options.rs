@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub(crate) const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
 
 /// Resolves a database's settings. `uri` returns a URI parameter of the database's name;
 /// `env` an environment variable.
@@ -41,10 +42,20 @@ pub(crate) fn resolve(
             .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a duration (e.g. 30s)")))?,
         None => DEFAULT_TIMEOUT,
     };
+    let poll = match pick("poll", &["LTXVFS_POLL"]) {
+        Some((_, v)) if v.trim() == "0" => Duration::ZERO,
+        Some((from, v)) => humantime::parse_duration(&v).map_err(|_| {
+            Error::Config(format!(
+                "{from}: {v:?} is not a duration (e.g. 1s, or 0 for never)"
+            ))
+        })?,
+        None => DEFAULT_POLL,
+    };
     Ok(ReplicaConfig {
         url,
         cache_size,
         timeout,
+        poll,
     })
 }
 
@@ -93,6 +104,9 @@ mod tests {
         assert_eq!(c.url, "file:///from-litestream-env");
         assert_eq!(c.cache_size, 1 << 20);
         assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.poll, DEFAULT_POLL);
+        let off = |k: &str| (k == "poll").then(|| "0".to_string());
+        assert_eq!(resolve(off, env).unwrap().poll, Duration::ZERO);
 
         let uri = |k: &str| (k == "replica").then(|| "file:///from-uri".to_string());
         assert_eq!(resolve(uri, env).unwrap().url, "file:///from-uri");

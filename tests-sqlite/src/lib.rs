@@ -160,6 +160,19 @@ impl Primary {
         l1_interval: &str,
         target: Target,
     ) -> Primary {
+        let global = format!("levels:\n  - interval: {l1_interval}\nl0-retention: 1h\n");
+        Primary::start_with(version, name, schema, &global, target)
+    }
+
+    /// As [`Primary::start`], with `global` as the top of litestream's config (levels,
+    /// retention, snapshots).
+    pub fn start_with(
+        version: &str,
+        name: &str,
+        schema: &str,
+        global: &str,
+        target: Target,
+    ) -> Primary {
         let dir = util::scratch_dir(name);
         let db_path = dir.join("app.db");
         let db = Connection::open(&db_path).unwrap();
@@ -203,7 +216,7 @@ impl Primary {
         std::fs::write(
             &config,
             format!(
-                "levels:\n  - interval: {l1_interval}\nl0-retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      {replica_yaml}\n      sync-interval: 200ms\n",
+                "{global}dbs:\n  - path: {}\n    monitor-interval: 100ms\n    replica:\n      {replica_yaml}\n      sync-interval: 200ms\n",
                 db_path.display(),
             ),
         )

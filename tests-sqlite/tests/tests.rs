@@ -4,6 +4,8 @@
 
 #[path = "it/errors.rs"]
 mod errors;
+#[path = "it/follow.rs"]
+mod follow;
 #[path = "it/live_replica.rs"]
 mod live_replica;
 #[path = "it/queries.rs"]
