@@ -9,5 +9,14 @@ SELECT count(*) FROM orders;
 PRAGMA ltx_stats;
 -- No error so far.
 PRAGMA ltx_last_error;
--- Expected error: moving to a past TXID is not supported yet.
-PRAGMA ltx_txid = '0000000000000001';
+-- Time travel: back to the first transaction (before sql-tests/setup/changes.sql), and back.
+PRAGMA ltx_txid = '1';
+PRAGMA ltx_txid;
+SELECT count(*) FROM orders;
+SELECT count(*) FROM products;
+PRAGMA ltx_time = latest;
+PRAGMA ltx_txid;
+SELECT count(*) FROM orders;
+-- Expected errors: not a TXID; a time before anything was replicated.
+PRAGMA ltx_txid = 'later';
+PRAGMA ltx_time = '2000-01-01T00:00:00Z';

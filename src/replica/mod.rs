@@ -11,6 +11,6 @@ mod replica;
 mod snapshot;
 
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
-pub use plan::{PlanError, extend_chain, restore_plan};
-pub use replica::{Replica, ReplicaConfig, ReplicaStats};
+pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
+pub use replica::{Replica, ReplicaConfig, ReplicaStats, Target};
 pub use snapshot::{PageRef, Snapshot};

@@ -18,6 +18,8 @@ pub enum PlanError {
     Empty,
     #[error("no LTX file reaches TXID {target}: the earliest state available is later")]
     TargetUnavailable { target: Txid },
+    #[error("nothing that was replicated by {time} is still in the replica")]
+    NothingBefore { time: String },
     #[error(
         "the replica has a gap: its files reach TXID {reached}, but the next one ({next}) starts later"
     )]
@@ -33,6 +35,23 @@ pub enum PlanError {
 pub fn restore_plan(
     files: &[LtxFileId],
     target: Option<Txid>,
+) -> Result<Vec<LtxFileId>, PlanError> {
+    plan(files, target, target.is_none())
+}
+
+/// The newest state that `files` reach, with no complaint about files past a gap: for a
+/// point in time, where `files` are those written before it.
+///
+/// # Errors
+/// [`PlanError::Empty`] when no file starts a chain.
+pub fn restore_plan_as_of(files: &[LtxFileId]) -> Result<Vec<LtxFileId>, PlanError> {
+    plan(files, None, false)
+}
+
+fn plan(
+    files: &[LtxFileId],
+    target: Option<Txid>,
+    check_gaps: bool,
 ) -> Result<Vec<LtxFileId>, PlanError> {
     if files.is_empty() {
         return Err(PlanError::Empty);
@@ -56,7 +75,7 @@ pub fn restore_plan(
             None => PlanError::Empty,
         });
     }
-    if target.is_none()
+    if check_gaps
         && let Some(next) = files
             .iter()
             .filter(|f| f.level < SNAPSHOT_LEVEL && f.min_txid > cur.next())

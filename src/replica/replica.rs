@@ -2,7 +2,7 @@
 //! one store, one page cache, one current snapshot.
 
 use super::follower::{self, FollowState, FollowStatus};
-use super::{LtxFileId, SNAPSHOT_LEVEL, Snapshot, restore_plan};
+use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::io;
@@ -12,7 +12,7 @@ use futures::future::try_join_all;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How much of a file's end to fetch first for its page index: Litestream's estimate, which
 /// holds the whole index of files up to a few thousand pages.
@@ -20,6 +20,30 @@ const INDEX_TAIL_BYTES: u64 = 32 << 10;
 
 /// How often a file vanishing under a plan makes us plan again before giving up.
 const REPLAN_ATTEMPTS: u32 = 3;
+
+/// Which state of the database to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The newest state (and follow it).
+    Latest,
+    /// The newest state at or before this TXID.
+    Txid(Txid),
+    /// The newest state written at or before this time.
+    Time(SystemTime),
+}
+
+/// A plan target inside this module: a [`Target`], or exactly one TXID (a re-plan, which
+/// must reproduce the state a reader already sees).
+#[derive(Debug, Clone, Copy)]
+enum PlanTo {
+    Target(Target),
+    Exactly(Txid),
+}
+
+/// How much later than its LTX header time a file may be listed as modified (the upload
+/// after a sync, retries), and how much earlier (S3 listings keep whole seconds).
+const LISTED_AFTER_WRITTEN: Duration = Duration::from_secs(300);
+const LISTED_BEFORE_WRITTEN: Duration = Duration::from_secs(1);
 
 /// What opening a replica needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +102,8 @@ impl Replica {
             return Ok(replica);
         }
         let store = Store::from_url(&config.url, config.timeout)?;
-        let (snapshot, listed) = Self::load_snapshot(&store, None, config.timeout)?;
+        let (snapshot, listed) =
+            Self::load_snapshot(&store, PlanTo::Target(Target::Latest), config.timeout)?;
         let replica = Arc::new(Replica {
             cache: PageCache::new(config.cache_size),
             config,
@@ -177,6 +202,20 @@ impl Replica {
         )
     }
 
+    /// The database at `target` (time travel): planned, indexed and returned, not
+    /// published; the newest state is [`Replica::current`].
+    ///
+    /// # Errors
+    /// As opening: [`Error::Plan`] when nothing in the replica reaches back to `target`.
+    pub fn snapshot_at(&self, target: Target) -> Result<Arc<Snapshot>> {
+        if target == Target::Latest {
+            return Ok(self.current());
+        }
+        let (snap, _) =
+            Self::load_snapshot(&self.store, PlanTo::Target(target), self.config.timeout)?;
+        Ok(Arc::new(snap))
+    }
+
     /// The newest snapshot; a read transaction pins it.
     pub fn current(&self) -> Arc<Snapshot> {
         self.current
@@ -190,7 +229,7 @@ impl Replica {
     /// the listing and the read (compaction, retention) means: list and plan again.
     fn load_snapshot(
         store: &Store,
-        target: Option<Txid>,
+        target: PlanTo,
         timeout: Duration,
     ) -> Result<(Snapshot, Vec<LtxFileId>)> {
         let mut attempt = 0;
@@ -204,7 +243,7 @@ impl Replica {
 
     fn load_snapshot_once(
         store: &Store,
-        target: Option<Txid>,
+        target: PlanTo,
         timeout: Duration,
     ) -> Result<(Snapshot, Vec<LtxFileId>)> {
         let task_store = store.clone();
@@ -220,19 +259,35 @@ impl Replica {
                 });
             }
             let ids: Vec<LtxFileId> = listed.keys().copied().collect();
-            let plan = restore_plan(&ids, target).map_err(|source| Error::Plan {
+            let plan_error = |source| Error::Plan {
                 url: task_store.url().to_owned(),
                 source,
-            })?;
-            if let Some(target) = target
-                && plan.last().map(|f| f.max_txid) != Some(target)
-            {
-                return Err(Error::Io {
-                    url: task_store.url().to_owned(),
-                    what: format!("reading the database as of TXID {target}"),
-                    detail: "its files were compacted away while it was being read; retry the transaction".into(),
-                });
-            }
+            };
+            let plan = match target {
+                PlanTo::Target(Target::Latest) => restore_plan(&ids, None).map_err(plan_error)?,
+                PlanTo::Target(Target::Txid(t)) => {
+                    restore_plan(&ids, Some(t)).map_err(plan_error)?
+                }
+                PlanTo::Target(Target::Time(t)) => {
+                    let before = written_by(&task_store, listed.values(), t).await?;
+                    restore_plan_as_of(&before).map_err(|_| {
+                        plan_error(PlanError::NothingBefore {
+                            time: humantime::format_rfc3339_millis(t).to_string(),
+                        })
+                    })?
+                }
+                PlanTo::Exactly(t) => {
+                    let plan = restore_plan(&ids, Some(t)).map_err(plan_error)?;
+                    if plan.last().map(|f| f.max_txid) != Some(t) {
+                        return Err(Error::Io {
+                            url: task_store.url().to_owned(),
+                            what: format!("reading the database as of TXID {t}"),
+                            detail: "its files were compacted away while it was being read; retry the transaction".into(),
+                        });
+                    }
+                    plan
+                }
+            };
             let indexed = try_join_all(plan.iter().map(|id| {
                 let size = listed.get(id).map_or(0, |f| f.size);
                 read_header_and_index(&task_store, *id, size)
@@ -281,7 +336,12 @@ impl Replica {
             Err(e) if e.is_not_found() => {
                 self.stats.replans.fetch_add(1, Ordering::Relaxed);
                 let fresh = Arc::new(
-                    Self::load_snapshot(&self.store, Some(snapshot.txid), self.config.timeout)?.0,
+                    Self::load_snapshot(
+                        &self.store,
+                        PlanTo::Exactly(snapshot.txid),
+                        self.config.timeout,
+                    )?
+                    .0,
                 );
                 let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
                 if current.txid == fresh.txid {
@@ -341,6 +401,46 @@ impl Replica {
         self.cache.insert(key, page.clone());
         Ok(page)
     }
+}
+
+/// The files written at or before `t`, by their LTX header time. A file listed as
+/// modified well before `t` was written before it; one listed in the window around `t` has
+/// its header read to know.
+async fn written_by<'a>(
+    store: &Store,
+    listed: impl Iterator<Item = &'a ListedFile>,
+    t: SystemTime,
+) -> Result<Vec<LtxFileId>> {
+    let mut sure = Vec::new();
+    let mut unsure = Vec::new();
+    for f in listed {
+        if f.last_modified + LISTED_BEFORE_WRITTEN <= t {
+            sure.push(f.id);
+        } else if f.last_modified <= t + LISTED_AFTER_WRITTEN {
+            unsure.push(f.id);
+        }
+    }
+    let t_ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let headers = try_join_all(unsure.iter().map(|id| async move {
+        let head = store.get_range(id, 0..HEADER_SIZE as u64).await?;
+        Header::decode(&head)
+            .map(|h| (*id, h.timestamp_ms))
+            .map_err(|source| Error::Corrupt {
+                url: store.url().to_owned(),
+                file: *id,
+                source,
+            })
+    }))
+    .await?;
+    sure.extend(
+        headers
+            .into_iter()
+            .filter(|(_, ms)| *ms <= t_ms)
+            .map(|(id, _)| id),
+    );
+    Ok(sure)
 }
 
 /// Runs a store task on the IO runtime, turning a timeout into an [`Error::Io`]. The store

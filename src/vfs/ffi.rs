@@ -328,7 +328,8 @@ unsafe extern "C" fn x_open(
             |key| uri_param(api, name, key),
             |var| std::env::var(var).ok(),
         );
-        let db = match config.and_then(MainDb::open) {
+        let start = options::travel(|key| uri_param(api, name, key));
+        let db = match config.and_then(|c| MainDb::open(c, start?)) {
             Ok(db) => db,
             Err(e) => return report(&e, true).0,
         };

@@ -2,9 +2,10 @@
 //! snapshot pinned by the connection's SHARED lock, the page-1 patch, the file size, and the
 //! `ltx_*` pragmas. Safe code: `ffi` turns SQLite's calls into calls on this type.
 
+use super::options;
 use crate::error::Result;
 use crate::ltx::Pgno;
-use crate::replica::{Replica, ReplicaConfig, Snapshot};
+use crate::replica::{Replica, ReplicaConfig, Snapshot, Target};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
@@ -49,17 +50,32 @@ pub(crate) struct MainDb {
     lock: LockLevel,
     /// The snapshot of the current read transaction, held from SHARED to NONE.
     pinned: Option<Arc<Snapshot>>,
+    /// Time travel: the past state this connection reads instead of the newest.
+    travel: Option<Arc<Snapshot>>,
     last_error: Option<String>,
 }
 
 impl MainDb {
-    pub(crate) fn open(config: ReplicaConfig) -> Result<MainDb> {
-        Ok(MainDb {
+    pub(crate) fn open(config: ReplicaConfig, start: Target) -> Result<MainDb> {
+        let mut db = MainDb {
             replica: Replica::open(config)?,
             lock: LockLevel::None,
             pinned: None,
+            travel: None,
             last_error: None,
-        })
+        };
+        db.travel_to(start)?;
+        Ok(db)
+    }
+
+    /// Reads `target` from the next read transaction on (the current one keeps its
+    /// snapshot); [`Target::Latest`] goes back to following.
+    fn travel_to(&mut self, target: Target) -> Result<()> {
+        self.travel = match target {
+            Target::Latest => None,
+            target => Some(self.replica.snapshot_at(target)?),
+        };
+        Ok(())
     }
 
     /// The pinned snapshot, or the newest one outside a read transaction (SQLite reads the
@@ -67,6 +83,7 @@ impl MainDb {
     fn snapshot(&self) -> Arc<Snapshot> {
         self.pinned
             .clone()
+            .or_else(|| self.travel.clone())
             .unwrap_or_else(|| self.replica.current())
     }
 
@@ -125,7 +142,11 @@ impl MainDb {
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             self.replica.ensure_follower();
-            self.pinned = Some(self.replica.current());
+            self.pinned = Some(
+                self.travel
+                    .clone()
+                    .unwrap_or_else(|| self.replica.current()),
+            );
         }
         self.lock = self.lock.max(level);
         Ok(())
@@ -146,12 +167,43 @@ impl MainDb {
         let name = name.to_ascii_lowercase();
         let read_only = |v: String| match value {
             None => Pragma::Value(Some(v)),
-            Some(_) => Pragma::Failed(format!(
-                "PRAGMA {name} is read-only here; opening at a past TXID or time is not supported yet"
-            )),
+            Some(_) => Pragma::Failed(format!("PRAGMA {name} is read-only")),
         };
         let snap = self.snapshot();
-        match name.as_str() {
+        match (name.as_str(), value) {
+            ("ltx_txid" | "litestream_txid", Some(v)) => {
+                let Some(txid) = options::parse_txid(v) else {
+                    return Pragma::Failed(options::TXID_FORM.replace("{:?}", &format!("{v:?}")));
+                };
+                self.travel_or_fail(Target::Txid(txid))
+            }
+            ("ltx_time" | "litestream_time", Some(v)) => match options::parse_time(v) {
+                Ok(target) => self.travel_or_fail(target),
+                Err(e) => Pragma::Failed(e),
+            },
+            _ => self.pragma_read(&name, snap, read_only),
+        }
+    }
+
+    fn travel_or_fail(&mut self, target: Target) -> Pragma {
+        match self.travel_to(target) {
+            Ok(()) => Pragma::Value(None),
+            Err(e) => {
+                let message = format!("ltxvfs: {e}");
+                self.last_error = Some(message.clone());
+                Pragma::Failed(message)
+            }
+        }
+    }
+
+    /// The pragmas that only answer (or refuse a value, through `read_only`).
+    fn pragma_read(
+        &mut self,
+        name: &str,
+        snap: Arc<Snapshot>,
+        read_only: impl Fn(String) -> Pragma,
+    ) -> Pragma {
+        match name {
             "ltx_txid" | "litestream_txid" => read_only(snap.txid.to_string()),
             "ltx_time" | "litestream_time" => read_only(format_time(snap.timestamp_ms)),
             "ltx_last_error" => Pragma::Value(Some(

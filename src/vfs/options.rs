@@ -2,8 +2,9 @@
 //! Sizes take units (`64MiB`), durations too (`500ms`, `30s`).
 
 use crate::error::{Error, Result};
-use crate::replica::ReplicaConfig;
-use std::time::Duration;
+use crate::ltx::Txid;
+use crate::replica::{ReplicaConfig, Target};
+use std::time::{Duration, SystemTime};
 
 pub(crate) const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +60,90 @@ pub(crate) fn resolve(
     })
 }
 
+/// Where a connection starts reading: URI `txid=` or `time=` (time travel), else the newest.
+///
+/// # Errors
+/// [`Error::Config`] naming the parameter whose value cannot be parsed, or both given.
+pub(crate) fn travel(uri: impl Fn(&str) -> Option<String>) -> Result<Target> {
+    match (uri("txid"), uri("time")) {
+        (Some(_), Some(_)) => Err(Error::Config(
+            "give URI parameter txid or time, not both".into(),
+        )),
+        (Some(t), None) => parse_txid(&t).map(Target::Txid).ok_or_else(|| {
+            Error::Config(format!(
+                "URI parameter txid: {}",
+                TXID_FORM.replace("{}", &t)
+            ))
+        }),
+        (None, Some(t)) => {
+            parse_time(&t).map_err(|e| Error::Config(format!("URI parameter time: {e}")))
+        }
+        (None, None) => Ok(Target::Latest),
+    }
+}
+
+pub(crate) const TXID_FORM: &str =
+    "{:?} is not a TXID (hexadecimal as PRAGMA ltx_txid prints it, e.g. 000000000000004b or 4b)";
+
+/// A TXID as Litestream writes it: hexadecimal, leading zeros optional; not 0.
+pub(crate) fn parse_txid(s: &str) -> Option<Txid> {
+    let s = s.trim();
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(s, 16)
+        .ok()
+        .filter(|&n| n != 0)
+        .map(Txid)
+}
+
+/// A point in time: `latest` (or `now`), RFC 3339 (`2026-11-20T10:00:00Z`, fractions and
+/// offsets allowed), or a relative `<duration> ago` (`5 minutes ago`, `1h30m ago`).
+///
+/// # Errors
+/// A sentence saying which forms are accepted.
+pub(crate) fn parse_time(s: &str) -> std::result::Result<Target, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower == "latest" || lower == "now" {
+        return Ok(Target::Latest);
+    }
+    if let Some(ago) = lower.strip_suffix(" ago") {
+        let d = humantime::parse_duration(ago.trim())
+            .map_err(|e| format!("{t:?}: {e} (e.g. '5 minutes ago')"))?;
+        return SystemTime::now()
+            .checked_sub(d)
+            .map(Target::Time)
+            .ok_or_else(|| format!("{t:?} is before the epoch"));
+    }
+    humantime::parse_rfc3339_weak(t)
+        .or_else(|_| humantime::parse_rfc3339(t))
+        .or_else(|_| chrono_like_offset(t))
+        .map(Target::Time)
+        .map_err(|_| {
+            format!("{t:?} is not a time: use RFC 3339 (2026-11-20T10:00:00Z), '<duration> ago', or latest")
+        })
+}
+
+/// RFC 3339 with a numeric offset (`+02:00`), which humantime does not take: moved to UTC.
+fn chrono_like_offset(t: &str) -> std::result::Result<SystemTime, ()> {
+    let (body, sign, off) = match t.rfind(['+', '-']) {
+        Some(i) if i > 10 => (&t[..i], &t[i..i + 1], &t[i + 1..]),
+        _ => return Err(()),
+    };
+    let (h, m) = off.split_once(':').ok_or(())?;
+    let secs = (h.parse::<u64>().map_err(|_| ())? * 60 + m.parse::<u64>().map_err(|_| ())?) * 60;
+    let local = humantime::parse_rfc3339_weak(body).map_err(|_| ())?;
+    let d = Duration::from_secs(secs);
+    if sign == "+" {
+        local.checked_sub(d)
+    } else {
+        local.checked_add(d)
+    }
+    .ok_or(())
+}
+
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`, `10MB` (binary units for KiB/MiB/GiB, decimal for
 /// KB/MB/GB, `K`/`M`/`G` alone binary).
 pub(crate) fn parse_size(s: &str) -> Option<u64> {
@@ -110,6 +195,31 @@ mod tests {
 
         let uri = |k: &str| (k == "replica").then(|| "file:///from-uri".to_string());
         assert_eq!(resolve(uri, env).unwrap().url, "file:///from-uri");
+    }
+
+    #[test]
+    fn txids_and_times_parse_in_their_forms() {
+        assert_eq!(parse_txid("000000000000004b"), Some(Txid(0x4b)));
+        assert_eq!(parse_txid("4B"), Some(Txid(0x4b)));
+        assert_eq!(parse_txid("0"), None);
+        assert_eq!(parse_txid("12345678901234567"), None);
+        assert_eq!(parse_txid("xyz"), None);
+        assert_eq!(parse_time("latest"), Ok(Target::Latest));
+        let t = |s: &str| match parse_time(s) {
+            Ok(Target::Time(t)) => t,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(t("2026-11-20T10:00:00Z"), t("2026-11-20T12:00:00+02:00"));
+        assert!(t("2026-11-20T10:00:00.250Z") > t("2026-11-20T10:00:00Z"));
+        let ago = SystemTime::now()
+            .duration_since(t("5 minutes ago"))
+            .unwrap();
+        assert!(
+            ago >= Duration::from_secs(299) && ago < Duration::from_secs(310),
+            "{ago:?}"
+        );
+        assert!(parse_time("yesterday-ish").is_err());
+        assert!(travel(|k| (k == "txid").then(|| "zz".into())).is_err());
     }
 
     #[test]

@@ -14,3 +14,5 @@ mod queries;
 mod replan;
 #[path = "it/s3.rs"]
 mod s3;
+#[path = "it/time_travel.rs"]
+mod time_travel;

@@ -134,7 +134,9 @@ fn pragmas_report_txid_time_and_aliases() {
     let time = get("ltx_time");
     assert!(time.starts_with("20") && time.ends_with('Z'), "{time}");
     assert_eq!(get("litestream_time"), time);
-    assert!(conn.pragma_update(None, "ltx_txid", "5").is_err());
+    conn.pragma_update(None, "ltx_txid", "5").unwrap();
+    assert_eq!(get("ltx_txid"), "0000000000000005");
+    assert!(conn.pragma_update(None, "ltx_txid", "zz").is_err());
 }
 
 #[test]
