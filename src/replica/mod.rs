@@ -5,6 +5,7 @@
 
 mod file_name;
 mod follower;
+mod hydrator;
 mod plan;
 #[allow(clippy::module_inception)]
 mod replica;

@@ -2,6 +2,7 @@
 //! one store, one page cache, one current snapshot.
 
 use super::follower::{self, FollowState, FollowStatus};
+use super::hydrator::{self, Hydration};
 use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
@@ -55,6 +56,8 @@ pub struct ReplicaConfig {
     pub timeout: Duration,
     /// How often the follower polls for new transactions; zero: never.
     pub poll: Duration,
+    /// Where to keep a local copy of the whole database (hydration), if anywhere.
+    pub hydrate: Option<std::path::PathBuf>,
 }
 
 /// Counters for `PRAGMA ltx_stats`.
@@ -67,6 +70,8 @@ pub struct ReplicaStats {
     pub replans: AtomicU64,
     /// Snapshots the follower published.
     pub follow_advances: AtomicU64,
+    /// Pages read from the hydrated local copy.
+    pub local_reads: AtomicU64,
     /// Polls that listed the compacted levels to bridge a gap in level 0.
     pub follow_bridges: AtomicU64,
 }
@@ -82,6 +87,7 @@ pub struct Replica {
     pub(crate) follow_status: Mutex<FollowStatus>,
     /// The process whose runtime runs the follower (a forked child starts its own).
     follower_pid: Mutex<Option<u32>>,
+    hydration: Option<Hydration>,
 }
 
 static REGISTRY: Mutex<Option<HashMap<String, Weak<Replica>>>> = Mutex::new(None);
@@ -104,6 +110,7 @@ impl Replica {
         let store = Store::from_url(&config.url, config.timeout)?;
         let (snapshot, listed) =
             Self::load_snapshot(&store, PlanTo::Target(Target::Latest), config.timeout)?;
+        let hydration = config.hydrate.clone().map(Hydration::new);
         let replica = Arc::new(Replica {
             cache: PageCache::new(config.cache_size),
             config,
@@ -113,9 +120,13 @@ impl Replica {
             follow: Mutex::new(FollowState::after_listing(&listed)),
             follow_status: Mutex::new(FollowStatus::default()),
             follower_pid: Mutex::new(None),
+            hydration,
         });
         replica.set_follow_result(None);
         replica.ensure_follower();
+        if replica.hydration.is_some() {
+            hydrator::start(&replica, replica.config.poll);
+        }
         map.insert(replica.config.url.clone(), Arc::downgrade(&replica));
         Ok(replica)
     }
@@ -147,6 +158,15 @@ impl Replica {
         if follower::start(self, self.config.poll).is_ok() {
             *pid = Some(me);
         }
+    }
+
+    /// The local copy, when `hydrate=` was given.
+    pub(crate) fn hydration(&self) -> Option<&Hydration> {
+        self.hydration.as_ref()
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.config.timeout
     }
 
     pub(crate) fn follows_in_this_process(&self) -> bool {
@@ -356,6 +376,10 @@ impl Replica {
     }
 
     fn read_page_once(&self, snapshot: &Snapshot, pgno: Pgno) -> Result<Arc<[u8]>> {
+        if let Some(page) = self.hydration.as_ref().and_then(|h| h.read(snapshot, pgno)) {
+            self.stats.local_reads.fetch_add(1, Ordering::Relaxed);
+            return Ok(page);
+        }
         let Some(at) = snapshot.page(pgno) else {
             if pgno == snapshot.page_size.lock_page() {
                 return Ok(vec![0u8; snapshot.page_size.as_usize()].into());

@@ -202,6 +202,29 @@ impl Store {
         files
     }
 
+    /// A whole LTX file, in one GET.
+    ///
+    /// # Errors
+    /// As [`Store::get_range`].
+    pub async fn get_all(&self, id: &LtxFileId) -> Result<bytes::Bytes> {
+        self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
+        let fetch = async {
+            self.client()?
+                .get(&self.file_path(id))
+                .await
+                .map_err(|e| self.io_error(format!("reading {id}"), e))
+        };
+        let bytes = fetch
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| self.io_error(format!("reading {id}"), e))?;
+        self.stats
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
     /// Bytes `range` of an LTX file.
     ///
     /// # Errors

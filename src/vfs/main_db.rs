@@ -223,6 +223,11 @@ impl MainDb {
                     since_poll.map_or("null".to_string(), |s| format!("{s:.3}"))
                 )
             }),
+            "ltx_hydration" => read_only(
+                self.replica
+                    .hydration()
+                    .map_or_else(|| "{\"state\":\"off\"}".to_string(), |h| h.report()),
+            ),
             // Litestream's meaning: whole seconds since the last successful poll, -1 if none.
             "litestream_lag" => read_only(
                 self.replica
@@ -243,7 +248,7 @@ impl MainDb {
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},",
+                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},",
                 "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
@@ -257,6 +262,7 @@ impl MainDb {
             n(&r.replans),
             n(&r.follow_advances),
             n(&r.follow_bridges),
+            n(&r.local_reads),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),

@@ -57,6 +57,7 @@ pub(crate) fn resolve(
         cache_size,
         timeout,
         poll,
+        hydrate: pick("hydrate", &["LTXVFS_HYDRATE"]).map(|(_, p)| p.into()),
     })
 }
 

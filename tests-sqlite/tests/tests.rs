@@ -6,6 +6,8 @@
 mod errors;
 #[path = "it/follow.rs"]
 mod follow;
+#[path = "it/hydrate.rs"]
+mod hydrate;
 #[path = "it/live_replica.rs"]
 mod live_replica;
 #[path = "it/queries.rs"]
