@@ -12,6 +12,7 @@ PYTHON=${PYTHON:-python3}
 LITESTREAM_VERSIONS=(0.5.15 0.5.17)
 MOTO_VERSION=5.2.5
 AZURITE_VERSION=3.37.0
+LITESTREAM_VFS_VERSION=0.5.17
 
 # Debian packages, only when missing.
 need_apt=()
@@ -46,6 +47,17 @@ if ! [[ -x "$venv/bin/moto_server" ]] \
     rm -rf "$venv"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+# Litestream's own VFS, the yardstick of `make bench` (not needed by the tests).
+if [[ "${INSTALL_BENCH:-}" == 1 ]]; then
+    venv="$TOOLS/litestream-vfs"
+    if ! [[ -f "$venv/lib/python3.11/site-packages/litestream_vfs/litestream-vfs.so" ]]; then
+        echo "install-tools: litestream-vfs==$LITESTREAM_VFS_VERSION into $venv"
+        rm -rf "$venv"
+        "$PYTHON" -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-vfs==$LITESTREAM_VFS_VERSION"
+    fi
 fi
 
 dir="$TOOLS/azurite"
