@@ -39,6 +39,41 @@ pub fn log_lines(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that opening `url` (with `extra` URI parameters) is SQLITE_CANTOPEN and that
+/// `sqlite3_log` got a sentence containing `expect_in_log`.
+pub fn assert_cantopen(url: &str, extra: &str, expect_in_log: &str) {
+    let err = open_replica(url, extra).unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::CannotOpen),
+        "{err}"
+    );
+    assert!(
+        !log_lines(expect_in_log).is_empty(),
+        "no log line containing {expect_in_log:?}"
+    );
+}
+
+/// `PRAGMA ltx_stats` of a connection.
+pub fn stats(conn: &Connection) -> String {
+    conn.pragma_query_value(None, "ltx_stats", |r| r.get(0))
+        .unwrap()
+}
+
+/// One counter of `PRAGMA ltx_stats`.
+pub fn stat(conn: &Connection, key: &str) -> u64 {
+    let s = stats(conn);
+    let at = s
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("{key} in {s}"));
+    s[at + key.len() + 3..]
+        .split([',', '}'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// A replica URL as a URI parameter value.
 pub fn uri_escape(url: &str) -> String {
     url.replace('%', "%25")

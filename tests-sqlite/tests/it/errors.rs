@@ -1,42 +1,30 @@
 //! A replica that cannot be read is an SQLite error with a sentence in `sqlite3_log` and
 //! `PRAGMA ltx_last_error`: never a hang, a crash or an empty database.
 
-use ltxvfs_sqlite_tests::{copy_fixture_replica, file_url, log_lines, open_replica, util};
+use ltxvfs_sqlite_tests::{
+    assert_cantopen, copy_fixture_replica, file_url, log_lines, open_replica, util,
+};
 use rusqlite::ErrorCode;
-
-fn cantopen(url: &str, extra: &str, expect_in_log: &str) {
-    let err = open_replica(url, extra).unwrap_err();
-    assert_eq!(
-        err.sqlite_error_code(),
-        Some(ErrorCode::CannotOpen),
-        "{err}"
-    );
-    let lines = log_lines(expect_in_log);
-    assert!(
-        !lines.is_empty(),
-        "no log line containing {expect_in_log:?}"
-    );
-}
 
 #[test]
 fn missing_replica_directory_cannot_open() {
     let dir = util::scratch_dir("missing-replica");
-    cantopen(&file_url(&dir.join("nope")), "", "nope is not a directory");
+    assert_cantopen(&file_url(&dir.join("nope")), "", "nope is not a directory");
 }
 
 #[test]
 fn empty_replica_cannot_open() {
     let dir = util::scratch_dir("empty-replica");
-    cantopen(&file_url(&dir), "", "no LTX files found");
+    assert_cantopen(&file_url(&dir), "", "no LTX files found");
 }
 
 #[test]
 fn malformed_settings_cannot_open() {
-    cantopen("no-scheme-here", "", "has no scheme");
-    cantopen("ftp://host/x", "", "scheme \"ftp\" is not supported");
-    cantopen("file://relative/x", "", "needs an absolute path");
+    assert_cantopen("no-scheme-here", "", "has no scheme");
+    assert_cantopen("ftp://host/x", "", "scheme \"ftp\" is not supported");
+    assert_cantopen("file://relative/x", "", "needs an absolute path");
     let ok = file_url(&util::repo_dir().join("tests/fixtures/litestream-0.5.17/replica"));
-    cantopen(&ok, "&cache_size=lots", "URI parameter cache_size");
+    assert_cantopen(&ok, "&cache_size=lots", "URI parameter cache_size");
 }
 
 #[test]
@@ -58,7 +46,7 @@ fn damaged_index_cannot_open_and_names_the_file() {
         let n = bytes.len();
         bytes[n - 24..n - 16].copy_from_slice(&u64::MAX.to_be_bytes());
     });
-    cantopen(&file_url(&replica), "", ".ltx: invalid page index");
+    assert_cantopen(&file_url(&replica), "", ".ltx: invalid page index");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! open takes for a complete copy.
 
 use ltxvfs::ltx::Txid;
-use ltxvfs_sqlite_tests::{Primary, Target, assert_same_pages, open_replica, util, wait_until};
+use ltxvfs_sqlite_tests::{
+    Primary, Target, assert_same_pages, open_replica, stat, util, wait_until,
+};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,17 +17,6 @@ const SCHEMA: &str = "
 
 fn pragma(conn: &Connection, name: &str) -> String {
     conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
-}
-
-fn stat(conn: &Connection, key: &str) -> u64 {
-    let s = pragma(conn, "ltx_stats");
-    let at = s.find(&format!("\"{key}\":")).unwrap();
-    s[at + key.len() + 3..]
-        .split([',', '}'])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn sidecar(path: &Path) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Queries through the VFS on the checked-in fixture replicas equal the same queries on the
 //! database `litestream restore` made of them; caching and sharing behave as designed.
 
-use ltxvfs_sqlite_tests::{copy_fixture_replica, file_url, open_replica, util};
+use ltxvfs_sqlite_tests::{copy_fixture_replica, file_url, open_replica, stat, stats, util};
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 
@@ -9,24 +9,6 @@ fn fixture(version: &str) -> PathBuf {
     util::repo_dir()
         .join("tests/fixtures")
         .join(format!("litestream-{version}"))
-}
-
-fn stats(conn: &Connection) -> String {
-    conn.pragma_query_value(None, "ltx_stats", |r| r.get(0))
-        .unwrap()
-}
-
-fn stat(conn: &Connection, key: &str) -> u64 {
-    let s = stats(conn);
-    let at = s
-        .find(&format!("\"{key}\":"))
-        .unwrap_or_else(|| panic!("{key} in {s}"));
-    s[at + key.len() + 3..]
-        .split([',', '}'])
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 const QUERIES: &[&str] = &[
