@@ -46,6 +46,11 @@ impl PageCache {
         self.lock().lru.get(key).cloned()
     }
 
+    /// Whether the page is cached, without making it more recent.
+    pub fn contains(&self, key: &PageKey) -> bool {
+        self.lock().lru.contains(key)
+    }
+
     /// Inserts a page, evicting the least recently used until the budget holds. A budget
     /// smaller than one page caches nothing.
     pub fn insert(&self, key: PageKey, page: Arc<[u8]>) {

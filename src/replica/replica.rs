@@ -3,6 +3,7 @@
 
 use super::follower::{self, FollowState, FollowStatus};
 use super::hydrator::{self, Hydration};
+use super::readahead::{self, Readahead};
 use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
@@ -72,6 +73,8 @@ pub struct ReplicaStats {
     pub follow_advances: AtomicU64,
     /// Pages read from the hydrated local copy.
     pub local_reads: AtomicU64,
+    /// Pages brought along by a miss's ranged GET (readahead).
+    pub pages_read_ahead: AtomicU64,
     /// Polls that listed the compacted levels to bridge a gap in level 0.
     pub follow_bridges: AtomicU64,
 }
@@ -88,6 +91,7 @@ pub struct Replica {
     /// The process whose runtime runs the follower (a forked child starts its own).
     follower_pid: Mutex<Option<u32>>,
     hydration: Option<Hydration>,
+    readahead: Readahead,
 }
 
 static REGISTRY: Mutex<Option<HashMap<String, Weak<Replica>>>> = Mutex::new(None);
@@ -121,6 +125,7 @@ impl Replica {
             follow_status: Mutex::new(FollowStatus::default()),
             follower_pid: Mutex::new(None),
             hydration,
+            readahead: Readahead::default(),
         });
         replica.set_follow_result(None);
         replica.ensure_follower();
@@ -404,26 +409,61 @@ impl Replica {
             return Ok(page);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let window = self.readahead.window(pgno);
+        let frames = readahead::frames_to_fetch(snapshot, pgno, at, window, |q, r| {
+            self.cache.contains(&PageKey {
+                file: r.file,
+                pgno: q,
+            })
+        });
+        let end = frames
+            .last()
+            .map_or(at.offset + at.size, |(_, r)| r.offset + r.size);
         let store = self.store.clone();
-        let frame = bridged(
+        let bytes = bridged(
             &self.store,
             &format!("reading page {pgno} from {}", at.file),
-            async move {
-                store
-                    .get_range(&at.file, at.offset..at.offset + at.size)
-                    .await
-            },
+            async move { store.get_range(&at.file, at.offset..end).await },
             self.config.timeout,
         )?;
-        let page: Arc<[u8]> = ltx::decode_page(&frame, pgno, snapshot.page_size)
-            .map_err(|source| Error::Corrupt {
-                url: self.url().to_owned(),
-                file: at.file,
-                source,
-            })?
-            .into();
-        self.cache.insert(key, page.clone());
-        Ok(page)
+        let mut wanted = None;
+        for (q, r) in frames {
+            let start = (r.offset - at.offset) as usize;
+            let frame = bytes
+                .get(start..start + r.size as usize)
+                .unwrap_or_default();
+            match ltx::decode_page(frame, q, snapshot.page_size) {
+                Ok(page) => {
+                    let page: Arc<[u8]> = page.into();
+                    self.cache.insert(
+                        PageKey {
+                            file: r.file,
+                            pgno: q,
+                        },
+                        page.clone(),
+                    );
+                    if q == pgno {
+                        wanted = Some(page);
+                    } else {
+                        self.stats.pages_read_ahead.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // A neighbour that does not decode is reported when it is itself read.
+                Err(_) if q != pgno => break,
+                Err(source) => {
+                    return Err(Error::Corrupt {
+                        url: self.url().to_owned(),
+                        file: at.file,
+                        source,
+                    });
+                }
+            }
+        }
+        wanted.ok_or_else(|| Error::Corrupt {
+            url: self.url().to_owned(),
+            file: at.file,
+            source: ltx::Error::SnapshotIncomplete { missing: pgno },
+        })
     }
 }
 

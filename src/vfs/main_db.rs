@@ -248,7 +248,7 @@ impl MainDb {
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},",
+                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},",
                 "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
@@ -263,6 +263,7 @@ impl MainDb {
             n(&r.follow_advances),
             n(&r.follow_bridges),
             n(&r.local_reads),
+            n(&r.pages_read_ahead),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),
