@@ -28,6 +28,9 @@ pub enum Error {
         file: LtxFileId,
         source: ltx::Error,
     },
+    /// A local file of ours (the hydrated copy) could not be read or written.
+    #[error("local file {path}: {detail}")]
+    Local { path: String, detail: String },
     /// The store failed or did not answer in time.
     #[error("replica {url}: {what}: {detail}")]
     Io {

@@ -186,7 +186,10 @@ fn resume(replica: &Arc<Replica>, h: &Hydration) -> Result<Arc<Snapshot>> {
 }
 
 fn local_error(h: &Hydration, e: std::io::Error) -> Error {
-    Error::Config(format!("hydrating {}: {e}", h.path.display()))
+    Error::Local {
+        path: h.path.display().to_string(),
+        detail: e.to_string(),
+    }
 }
 
 /// Downloads the current snapshot: each of its files whole (one GET), verified, and the
