@@ -31,6 +31,15 @@ pub enum Error {
     /// A local file of ours (the hydrated copy) could not be read or written.
     #[error("local file {path}: {detail}")]
     Local { path: String, detail: String },
+    /// The store answered that an object is not there: a listed file compacted or pruned
+    /// away since. The engine handles it by planning again; it reaches a reader only when
+    /// that fails too.
+    #[error("replica {url}: {what}: not found: {detail}")]
+    Vanished {
+        url: String,
+        what: String,
+        detail: String,
+    },
     /// The store failed or did not answer in time.
     #[error("replica {url}: {what}: {detail}")]
     Io {
@@ -38,13 +47,6 @@ pub enum Error {
         what: String,
         detail: String,
     },
-}
-
-impl Error {
-    /// A file listed a moment ago is gone (compacted or pruned): the caller should re-plan.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::Io { detail, .. } if detail.starts_with(crate::store::NOT_FOUND))
-    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

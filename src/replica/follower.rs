@@ -11,8 +11,8 @@
 //! store error) makes the next poll list every level afresh. A new snapshot (level 9) is
 //! never needed.
 
-use super::replica::read_header_and_index;
-use super::{LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot, extend_chain};
+use super::replica::read_plan_files;
+use super::{LtxFileId, Replica, SNAPSHOT_LEVEL, extend_chain};
 use crate::error::Result;
 use crate::io;
 use crate::ltx::Txid;
@@ -119,27 +119,19 @@ impl Replica {
         if chain.is_empty() {
             return Ok(());
         }
-        let sizes = chain.iter().map(|id| {
-            state
-                .pool
-                .iter()
-                .find(|f| f.id == *id)
-                .map_or(0, |f| f.size)
-        });
-        let store = self.store();
-        let read = try_join_all(
-            chain
-                .iter()
-                .zip(sizes)
-                .map(|(id, size)| read_header_and_index(store, *id, size)),
-        )
-        .await?;
-        let mut files = Vec::with_capacity(read.len());
-        for ((header, index), id) in read.into_iter().zip(&chain) {
-            self.check_page_size(&base, *id, &header)?;
-            files.push((*id, header.commit, header.timestamp_ms, index));
-        }
-        let next = Arc::new(base.advance(files));
+        let sized: Vec<(LtxFileId, u64)> = chain
+            .iter()
+            .map(|id| {
+                let size = state
+                    .pool
+                    .iter()
+                    .find(|f| f.id == *id)
+                    .map_or(0, |f| f.size);
+                (*id, size)
+            })
+            .collect();
+        let files = read_plan_files(self.store(), &sized, Some(base.page_size)).await?;
+        let next = Arc::new(base.advance(files.files));
         let txid = next.txid;
         self.publish(&base, next);
         self.stats().follow_advances.fetch_add(1, Ordering::Relaxed);
@@ -189,15 +181,4 @@ fn chain_of(state: &FollowState, from: Txid) -> Vec<LtxFileId> {
 pub(crate) struct FollowStatus {
     pub(crate) last_ok: Option<Instant>,
     pub(crate) error: Option<String>,
-}
-
-impl Snapshot {
-    /// Seconds since the newest transaction of this snapshot was written (its LTX header
-    /// time), against the system clock; never negative.
-    pub fn age_seconds(&self) -> f64 {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        (now_ms - self.timestamp_ms).max(0) as f64 / 1000.0
-    }
 }

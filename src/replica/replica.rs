@@ -4,11 +4,12 @@
 use super::follower::{self, FollowState, FollowStatus};
 use super::hydrator::{self, Hydration};
 use super::readahead::{self, Readahead};
+use super::snapshot::PlanFile;
 use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::io;
-use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, Pgno, TailIndex, Txid};
+use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, PageSize, Pgno, TailIndex, Txid};
 use crate::store::{ListedFile, Store};
 use futures::future::try_join_all;
 use std::collections::HashMap;
@@ -198,26 +199,6 @@ impl Replica {
         }
     }
 
-    /// The page size every file of a replica must share.
-    pub(crate) fn check_page_size(
-        &self,
-        base: &Snapshot,
-        id: LtxFileId,
-        header: &Header,
-    ) -> Result<()> {
-        if header.page_size == base.page_size {
-            return Ok(());
-        }
-        Err(Error::Corrupt {
-            url: self.url().to_owned(),
-            file: id,
-            source: ltx::Error::BadHeader(format!(
-                "page size {} differs from the replica's {}",
-                header.page_size, base.page_size
-            )),
-        })
-    }
-
     /// Seconds since the last successful poll, and the follower's last error.
     pub fn follow_status(&self) -> (Option<f64>, Option<String>) {
         let f = self.follow_status.lock().unwrap_or_else(|e| e.into_inner());
@@ -260,7 +241,7 @@ impl Replica {
         let mut attempt = 0;
         loop {
             match Self::load_snapshot_once(store, target, timeout) {
-                Err(e) if e.is_not_found() && attempt < REPLAN_ATTEMPTS => attempt += 1,
+                Err(Error::Vanished { .. }) if attempt < REPLAN_ATTEMPTS => attempt += 1,
                 other => return other,
             }
         }
@@ -313,32 +294,16 @@ impl Replica {
                     plan
                 }
             };
-            let indexed = try_join_all(plan.iter().map(|id| {
-                let size = listed.get(id).map_or(0, |f| f.size);
-                read_header_and_index(&task_store, *id, size)
-            }))
-            .await?;
-            let page_size = indexed.first().map(|(h, _)| h.page_size);
-            let mut files = Vec::with_capacity(indexed.len());
-            for ((header, index), id) in indexed.into_iter().zip(plan) {
-                if Some(header.page_size) != page_size {
-                    return Err(Error::Corrupt {
-                        url: task_store.url().to_owned(),
-                        file: id,
-                        source: ltx::Error::BadHeader(format!(
-                            "page size {} differs from the replica's {}",
-                            header.page_size,
-                            page_size.map_or(0, |p| p.get())
-                        )),
-                    });
-                }
-                files.push((id, header.commit, header.timestamp_ms, index));
-            }
-            let page_size = page_size.ok_or_else(|| Error::ReplicaNotFound {
+            let plan: Vec<(LtxFileId, u64)> = plan
+                .into_iter()
+                .map(|id| (id, listed.get(&id).map_or(0, |f| f.size)))
+                .collect();
+            let files = read_plan_files(&task_store, &plan, None).await?;
+            let page_size = files.page_size.ok_or_else(|| Error::ReplicaNotFound {
                 url: task_store.url().to_owned(),
                 detail: "the restore plan is empty".into(),
             })?;
-            Ok((Snapshot::from_plan(page_size, files), ids))
+            Ok((Snapshot::from_plan(page_size, files.files), ids))
         };
         // Listing, then headers and indexes, then the rest of a large index: three steps,
         // each bounded by `timeout` in the store.
@@ -358,7 +323,7 @@ impl Replica {
     pub fn read_page(&self, snapshot: &mut Arc<Snapshot>, pgno: Pgno) -> Result<Arc<[u8]>> {
         self.stats.pages_read.fetch_add(1, Ordering::Relaxed);
         match self.read_page_once(snapshot, pgno) {
-            Err(e) if e.is_not_found() => {
+            Err(Error::Vanished { .. }) => {
                 self.stats.replans.fetch_add(1, Ordering::Relaxed);
                 let fresh = Arc::new(
                     Self::load_snapshot(
@@ -368,11 +333,8 @@ impl Replica {
                     )?
                     .0,
                 );
-                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-                if current.txid == fresh.txid {
-                    *current = fresh.clone();
-                }
-                drop(current);
+                // Same TXID: it may stand in for the current snapshot too.
+                self.publish(snapshot, fresh.clone());
                 *snapshot = fresh;
                 self.read_page_once(snapshot, pgno)
             }
@@ -523,9 +485,54 @@ fn bridged<T: Send + 'static>(
     })?
 }
 
+/// The headers and page indexes of files to apply, read all at once.
+pub(crate) struct PlanFiles {
+    /// The page size they share; `None` if there were no files.
+    pub(crate) page_size: Option<PageSize>,
+    pub(crate) files: Vec<PlanFile>,
+}
+
+/// Reads the header and index of each `(file, size)`, in parallel, and checks that they all
+/// have one page size (`expected`, when the replica already has one).
+///
+/// # Errors
+/// As [`read_header_and_index`]; [`Error::Corrupt`] for a file of another page size.
+pub(crate) async fn read_plan_files(
+    store: &Store,
+    files: &[(LtxFileId, u64)],
+    expected: Option<PageSize>,
+) -> Result<PlanFiles> {
+    let read = try_join_all(
+        files
+            .iter()
+            .map(|(id, size)| read_header_and_index(store, *id, *size)),
+    )
+    .await?;
+    let page_size = expected.or_else(|| read.first().map(|(h, _)| h.page_size));
+    let mut out = Vec::with_capacity(read.len());
+    for ((header, index), (id, _)) in read.into_iter().zip(files) {
+        if Some(header.page_size) != page_size {
+            return Err(Error::Corrupt {
+                url: store.url().to_owned(),
+                file: *id,
+                source: ltx::Error::BadHeader(format!(
+                    "page size {} differs from the replica's {}",
+                    header.page_size,
+                    page_size.map_or(0, |p| p.get())
+                )),
+            });
+        }
+        out.push((*id, header.commit, header.timestamp_ms, index));
+    }
+    Ok(PlanFiles {
+        page_size,
+        files: out,
+    })
+}
+
 /// A file's header and page index: one ranged GET of its last 32 KiB (the whole file if
 /// smaller), plus the header's 100 bytes and the rest of a larger index when needed.
-pub(crate) async fn read_header_and_index(
+async fn read_header_and_index(
     store: &Store,
     id: LtxFileId,
     size: u64,

@@ -6,6 +6,9 @@ use super::LtxFileId;
 use crate::ltx::{PageIndex, PageSize, Pgno, Txid};
 use std::collections::HashMap;
 
+/// One file to apply: its name, its header's commit (pages) and time (ms), its index.
+pub(crate) type PlanFile = (LtxFileId, u32, i64, PageIndex);
+
 /// Where one page's frame lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRef {
@@ -34,10 +37,7 @@ impl Snapshot {
     /// Merges the indexes of a restore plan, oldest first: a later file's copy of a page
     /// wins (a plan's files have increasing max TXIDs), and pages past the last file's commit
     /// are dropped (the database shrank).
-    pub(crate) fn from_plan(
-        page_size: PageSize,
-        files: Vec<(LtxFileId, u32, i64, PageIndex)>,
-    ) -> Snapshot {
+    pub(crate) fn from_plan(page_size: PageSize, files: Vec<PlanFile>) -> Snapshot {
         let mut pages = HashMap::new();
         let (mut commit, mut txid, mut timestamp_ms) = (0, Txid::ZERO, 0);
         let mut ids = Vec::with_capacity(files.len());
@@ -70,7 +70,7 @@ impl Snapshot {
     /// [`super::extend_chain`] gives it) on top of this one: their pages win, later files
     /// over earlier ones; pages past the last file's commit are dropped (VACUUM shrank the
     /// database). The page map is copied: this snapshot stays as it is for its readers.
-    pub(crate) fn advance(&self, files: Vec<(LtxFileId, u32, i64, PageIndex)>) -> Snapshot {
+    pub(crate) fn advance(&self, files: Vec<PlanFile>) -> Snapshot {
         let mut next = self.clone();
         for (id, file_commit, file_time, index) in files {
             for e in index.entries() {
@@ -101,6 +101,15 @@ impl Snapshot {
     /// well-formed replica).
     pub fn page(&self, pgno: Pgno) -> Option<PageRef> {
         self.pages.get(&pgno).copied()
+    }
+
+    /// Seconds since the newest transaction of this snapshot was written (its LTX header
+    /// time), against the system clock; never negative.
+    pub fn age_seconds(&self) -> f64 {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        (now_ms - self.timestamp_ms).max(0) as f64 / 1000.0
     }
 
     /// The database size in bytes.

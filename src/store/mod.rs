@@ -18,9 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-/// How a not-found answer starts, so that callers can tell "re-plan" from failure.
-pub(crate) const NOT_FOUND: &str = "not found";
-
 /// Where a backend keeps the files of each level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
@@ -126,16 +123,22 @@ impl Store {
         self.level_dir(id.level).join(id.file_name())
     }
 
+    /// The store's error as ours: not-found is [`Error::Vanished`] (plan again), the rest
+    /// [`Error::Io`].
     fn io_error(&self, what: String, e: object_store::Error) -> Error {
-        let detail = match e {
-            object_store::Error::NotFound { .. } => format!("{NOT_FOUND}: {}", summarize(&e)),
-            e => summarize(&e),
-        };
-        Error::Io {
-            url: self.url.clone(),
-            what,
-            detail,
+        let (url, detail) = (self.url.clone(), summarize(&e));
+        match e {
+            object_store::Error::NotFound { .. } => Error::Vanished { url, what, detail },
+            _ => Error::Io { url, what, detail },
         }
+    }
+
+    /// The LTX files of one level, in name order; other keys are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the listing fails. A level with no files is empty.
+    pub async fn list_level(&self, level: u8) -> Result<Vec<ListedFile>> {
+        self.list_level_after(level, None).await
     }
 
     /// The LTX files of one level whose names sort after `after`'s (all if `None`), in name
@@ -148,29 +151,14 @@ impl Store {
         level: u8,
         after: Option<&LtxFileId>,
     ) -> Result<Vec<ListedFile>> {
-        let Some(after) = after else {
-            return self.list_level(level).await;
-        };
         self.stats.list_requests.fetch_add(1, Ordering::Relaxed);
         let prefix = self.level_dir(level);
-        let offset = self.file_path(after);
-        let listing = self.client()?.list_with_offset(Some(&prefix), &offset);
+        let client = self.client()?;
+        let listing = match after {
+            Some(after) => client.list_with_offset(Some(&prefix), &self.file_path(after)),
+            None => client.list(Some(&prefix)),
+        };
         let metas: Vec<_> = match listing.try_collect().await {
-            Ok(m) => m,
-            Err(object_store::Error::NotFound { .. }) if self.missing_is_empty => Vec::new(),
-            Err(e) => return Err(self.io_error("listing new LTX files".into(), e)),
-        };
-        Ok(self.ltx_files(level, &prefix, metas))
-    }
-
-    /// The LTX files of one level, in name order; other keys are skipped.
-    ///
-    /// # Errors
-    /// [`Error::Io`] if the listing fails. A level with no files is empty.
-    pub async fn list_level(&self, level: u8) -> Result<Vec<ListedFile>> {
-        self.stats.list_requests.fetch_add(1, Ordering::Relaxed);
-        let prefix = self.level_dir(level);
-        let metas: Vec<_> = match self.client()?.list(Some(&prefix)).try_collect().await {
             Ok(m) => m,
             Err(object_store::Error::NotFound { .. }) if self.missing_is_empty => Vec::new(),
             Err(e) => return Err(self.io_error("listing LTX files".into(), e)),
@@ -208,15 +196,8 @@ impl Store {
     /// As [`Store::get_range`].
     pub async fn get_all(&self, id: &LtxFileId) -> Result<bytes::Bytes> {
         self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
-        let fetch = async {
-            self.client()?
-                .get(&self.file_path(id))
-                .await
-                .map_err(|e| self.io_error(format!("reading {id}"), e))
-        };
-        let bytes = fetch
-            .await?
-            .bytes()
+        let client = self.client()?;
+        let bytes = async { client.get(&self.file_path(id)).await?.bytes().await }
             .await
             .map_err(|e| self.io_error(format!("reading {id}"), e))?;
         self.stats
@@ -228,7 +209,7 @@ impl Store {
     /// Bytes `range` of an LTX file.
     ///
     /// # Errors
-    /// [`Error::Io`]; [`Error::is_not_found`] tells a file that vanished.
+    /// [`Error::Vanished`] for a file that is gone, [`Error::Io`] for other failures.
     pub async fn get_range(&self, id: &LtxFileId, range: Range<u64>) -> Result<bytes::Bytes> {
         self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
         let bytes = self

@@ -124,7 +124,7 @@ fn error_code(e: &Error, opening: bool) -> c_int {
     match e {
         _ if opening => ffi::SQLITE_CANTOPEN,
         Error::Corrupt { .. } | Error::Plan { .. } => ffi::SQLITE_CORRUPT,
-        Error::Io { .. } | Error::Local { .. } => ffi::SQLITE_IOERR_READ,
+        Error::Io { .. } | Error::Vanished { .. } | Error::Local { .. } => ffi::SQLITE_IOERR_READ,
         Error::Config(_) | Error::NoReplicaUrl | Error::ReplicaNotFound { .. } => {
             ffi::SQLITE_IOERR_READ
         }
