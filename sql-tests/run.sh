@@ -42,7 +42,7 @@ for script in "$here"/*.sql; do
         cat "$script"
     } | sed "s|@REPLICA@|$here/replica|g; s|@LIB@|$lib|g; s|@S3REPLICA@|$s3_url|g; s|@S3ENDPOINT@|${LTXVFS_TEST_S3_ENDPOINT:-}|g" \
       | (cd "$work" && stdbuf -o0 -e0 sqlite3 -batch -init /dev/null 2>&1; echo "exit code: $?") \
-      | sed "s|$here/replica|@REPLICA@|g; s|$lib|@LIB@|g" \
+      | sed "s|$here/replica|@REPLICA@|g; s|$lib|@LIB@|g; s|$work|@WORK@|g" \
       | { if [[ -n "$s3_url" ]]; then sed "s|$s3_url|@S3REPLICA@|g; s|${LTXVFS_TEST_S3_ENDPOINT:-}|@S3ENDPOINT@|g"; else cat; fi; } \
       > "$actual"
     expected="$here/$name.expected"

@@ -12,7 +12,7 @@ pub enum Error {
     Config(String),
     /// No replica URL was given.
     #[error(
-        "no replica: open with file:NAME?vfs=ltx&replica=URL, or set LTXVFS_REPLICA_URL or LITESTREAM_REPLICA_URL"
+        "no replica: open file:NAME?vfs=ltx&replica=URL, map NAME with SELECT ltx_register(NAME, URL), or set LTXVFS_REPLICA_URL or LITESTREAM_REPLICA_URL"
     )]
     NoReplicaUrl,
     /// The replica location does not exist or holds no LTX files.

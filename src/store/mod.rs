@@ -6,7 +6,7 @@
 //! - `s3://`: `<path>/<level as %04x>/<min>-<max>.ltx` (no `ltx/`, 4 hex digits)
 
 mod backend;
-mod location;
+pub(crate) mod location;
 
 use crate::error::{Error, Result};
 use crate::replica::LtxFileId;

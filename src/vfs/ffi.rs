@@ -14,12 +14,13 @@
 //! C contracts: https://www.sqlite.org/c3ref/vfs.html and https://www.sqlite.org/c3ref/io_methods.html
 
 use super::main_db::{LockLevel, MainDb, Pragma};
-use super::options;
+use super::{names, options};
 use crate::error::Error;
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// The name the VFS registers under.
@@ -30,6 +31,35 @@ type VfsRegister = unsafe extern "C" fn(*mut ffi::sqlite3_vfs, c_int) -> c_int;
 type Mprintf = unsafe extern "C" fn(*const c_char, ...) -> *mut c_char;
 type Log = unsafe extern "C" fn(c_int, *const c_char, ...);
 type UriParameter = unsafe extern "C" fn(*const c_char, *const c_char) -> *const c_char;
+type SqlFunction =
+    unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
+type CreateFunction = unsafe extern "C" fn(
+    *mut ffi::sqlite3,
+    *const c_char,
+    c_int,
+    c_int,
+    *mut c_void,
+    Option<SqlFunction>,
+    Option<SqlFunction>,
+    Option<unsafe extern "C" fn(*mut ffi::sqlite3_context)>,
+    Option<unsafe extern "C" fn(*mut c_void)>,
+) -> c_int;
+type ValueText = unsafe extern "C" fn(*mut ffi::sqlite3_value) -> *const u8;
+type ValueType = unsafe extern "C" fn(*mut ffi::sqlite3_value) -> c_int;
+type ResultText = unsafe extern "C" fn(
+    *mut ffi::sqlite3_context,
+    *const c_char,
+    c_int,
+    ffi::sqlite3_destructor_type,
+);
+type ResultError = unsafe extern "C" fn(*mut ffi::sqlite3_context, *const c_char, c_int);
+/// An extension entry point: (connection, error slot, API table).
+type EntryPoint = unsafe extern "C" fn(
+    *mut ffi::sqlite3,
+    *mut *mut c_char,
+    *const ffi::sqlite3_api_routines,
+) -> c_int;
+type AutoExtension = unsafe extern "C" fn(Option<EntryPoint>) -> c_int;
 
 /// The SQLite functions we call, from the host's API table or the linked library.
 #[derive(Clone, Copy)]
@@ -39,6 +69,12 @@ struct SqliteApi {
     mprintf: Mprintf,
     log: Log,
     uri_parameter: UriParameter,
+    create_function: CreateFunction,
+    value_text: ValueText,
+    value_type: ValueType,
+    result_text: ResultText,
+    result_error: ResultError,
+    auto_extension: AutoExtension,
 }
 
 static API: OnceLock<SqliteApi> = OnceLock::new();
@@ -61,6 +97,19 @@ impl SqliteApi {
             mprintf: api.mprintf?,
             log: api.log?,
             uri_parameter: api.uri_parameter?,
+            create_function: api.create_function_v2?,
+            value_text: api.value_text?,
+            value_type: api.value_type?,
+            result_text: api.result_text?,
+            result_error: api.result_error?,
+            // SAFETY: the C API takes an entry point as `void(*)(void)` and calls it with the
+            // entry-point arguments; both are one function pointer in the same register.
+            auto_extension: unsafe {
+                std::mem::transmute::<
+                    unsafe extern "C" fn(Option<unsafe extern "C" fn()>) -> c_int,
+                    AutoExtension,
+                >(api.auto_extension?)
+            },
         })
     }
 
@@ -72,6 +121,12 @@ impl SqliteApi {
             mprintf: ffi::sqlite3_mprintf,
             log: ffi::sqlite3_log,
             uri_parameter: ffi::sqlite3_uri_parameter,
+            create_function: ffi::sqlite3_create_function_v2,
+            value_text: ffi::sqlite3_value_text,
+            value_type: ffi::sqlite3_value_type,
+            result_text: ffi::sqlite3_result_text,
+            result_error: ffi::sqlite3_result_error,
+            auto_extension: ffi::sqlite3_auto_extension,
         }
     }
 
@@ -131,10 +186,14 @@ fn error_code(e: &Error, opening: bool) -> c_int {
     }
 }
 
-/// Logs an error and makes it the process's last error; returns its code.
-fn report(e: &Error, opening: bool) -> (c_int, String) {
-    let code = error_code(e, opening);
-    let message = format!("ltxvfs: {e}");
+/// Logs an error and makes it the process's last error; returns its code. `opening`: the
+/// name of the database whose open failed.
+fn report(e: &Error, opening: Option<&str>) -> (c_int, String) {
+    let code = error_code(e, opening.is_some());
+    let message = match opening {
+        Some(name) => format!("ltxvfs: cannot open {name}: {e}"),
+        None => format!("ltxvfs: {e}"),
+    };
     if let Some(api) = api() {
         api.log(code, &message);
     }
@@ -145,7 +204,9 @@ fn report(e: &Error, opening: bool) -> (c_int, String) {
 // ---------------------------------------------------------------------------------------
 // Registration
 
-/// Registers the `ltx` VFS (not as the default) unless it already is.
+/// Registers the `ltx` VFS unless it already is; as the default VFS if the environment
+/// says so (`LTXVFS_DEFAULT_VFS=1`), for drivers that can load an extension but never name a
+/// VFS.
 fn register_vfs(api: SqliteApi) -> c_int {
     let _serial = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
     let api = *API.get_or_init(|| api);
@@ -186,9 +247,11 @@ fn register_vfs(api: SqliteApi) -> c_int {
         xNextSystemCall: None,
     });
     let raw = Box::into_raw(vfs);
+    let make_default = std::env::var("LTXVFS_DEFAULT_VFS")
+        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
     // SAFETY: `raw` is a valid, fully initialised sqlite3_vfs that stays allocated (leaked)
     // once SQLite holds it.
-    let rc = unsafe { (api.vfs_register)(raw, 0) };
+    let rc = unsafe { (api.vfs_register)(raw, c_int::from(make_default)) };
     if rc != ffi::SQLITE_OK {
         // SAFETY: SQLite refused it, so nothing else holds `raw`.
         drop(unsafe { Box::from_raw(raw) });
@@ -197,7 +260,9 @@ fn register_vfs(api: SqliteApi) -> c_int {
 }
 
 /// The loadable extension's entry point; SQLite derives its name from `libltxvfs.so`.
-/// Returns `SQLITE_OK_LOAD_PERMANENTLY`: the VFS must outlive the loading connection.
+/// Registers the VFS, the SQL functions on this connection, and an automatic extension that
+/// adds the SQL functions to every connection opened after. Returns
+/// `SQLITE_OK_LOAD_PERMANENTLY`: the VFS must outlive the loading connection.
 ///
 /// # Safety
 /// Called by SQLite with the arguments of an extension entry point
@@ -205,7 +270,7 @@ fn register_vfs(api: SqliteApi) -> c_int {
 #[cfg(feature = "loadable")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sqlite3_ltxvfs_init(
-    _db: *mut ffi::sqlite3,
+    db: *mut ffi::sqlite3,
     err_msg: *mut *mut c_char,
     api: *const ffi::sqlite3_api_routines,
 ) -> c_int {
@@ -214,12 +279,12 @@ pub unsafe extern "C" fn sqlite3_ltxvfs_init(
         let Some(api) = (unsafe { SqliteApi::from_routines(api) }) else {
             return ffi::SQLITE_ERROR;
         };
-        match register_vfs(api) {
+        match init(api, db) {
             ffi::SQLITE_OK => ffi::SQLITE_OK_LOAD_PERMANENTLY,
             rc => {
                 // SAFETY: err_msg is null or a slot SQLite frees with sqlite3_free.
                 if let Some(slot) = unsafe { err_msg.as_mut() } {
-                    *slot = api.mprintf(&format!("ltxvfs: registering the ltx VFS failed ({rc})"));
+                    *slot = api.mprintf(&format!("ltxvfs: loading failed (SQLite error {rc})"));
                 }
                 rc
             }
@@ -230,7 +295,236 @@ pub unsafe extern "C" fn sqlite3_ltxvfs_init(
 /// Registers the VFS with the SQLite linked into this program.
 #[cfg(feature = "static")]
 pub(crate) fn register_linked() -> c_int {
-    guard(ffi::SQLITE_ERROR, || register_vfs(SqliteApi::linked()))
+    guard(ffi::SQLITE_ERROR, || {
+        let api = SqliteApi::linked();
+        match register_vfs(api) {
+            ffi::SQLITE_OK => register_auto_extension(api),
+            rc => rc,
+        }
+    })
+}
+
+/// The VFS, and the SQL functions on `db` and on every later connection.
+fn init(api: SqliteApi, db: *mut ffi::sqlite3) -> c_int {
+    match register_vfs(api) {
+        ffi::SQLITE_OK => {}
+        rc => return rc,
+    }
+    match register_functions(&api, db) {
+        ffi::SQLITE_OK => register_auto_extension(api),
+        rc => rc,
+    }
+}
+
+/// Once per process: SQLite calls [`auto_init`] for each connection it opens from now on.
+fn register_auto_extension(api: SqliteApi) -> c_int {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::SeqCst) {
+        return ffi::SQLITE_OK;
+    }
+    // SAFETY: `auto_init` stays valid: the library is never unloaded (loaded permanently,
+    // or linked).
+    unsafe { (api.auto_extension)(Some(auto_init)) }
+}
+
+/// The automatic extension: the SQL functions on a new connection. Never fails the open: a
+/// failure is logged.
+unsafe extern "C" fn auto_init(
+    db: *mut ffi::sqlite3,
+    _err_msg: *mut *mut c_char,
+    _api: *const ffi::sqlite3_api_routines,
+) -> c_int {
+    guard(ffi::SQLITE_OK, || {
+        if let Some(api) = api() {
+            let rc = register_functions(api, db);
+            if rc != ffi::SQLITE_OK {
+                api.log(
+                    rc,
+                    "ltxvfs: could not add the ltx_* SQL functions to a connection",
+                );
+            }
+        }
+        ffi::SQLITE_OK
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// SQL functions (their bodies are in crate::ext)
+
+/// `ltx_register` and `ltx_default_vfs` on `db`: direct calls only, so a database's schema
+/// (a view, a trigger) cannot remap names.
+fn register_functions(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
+    let flags = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
+    let functions: [(&CStr, c_int, SqlFunction); 3] = [
+        (c"ltx_register", 2, x_ltx_register),
+        (c"ltx_register", 3, x_ltx_register),
+        (c"ltx_default_vfs", 1, x_ltx_default_vfs),
+    ];
+    for (name, n_args, function) in functions {
+        // SAFETY: `db` is the open connection SQLite passed to the entry point; the name is
+        // NUL-terminated; no user data, so no destructor.
+        let rc = unsafe {
+            (api.create_function)(
+                db,
+                name.as_ptr(),
+                n_args,
+                flags,
+                ptr::null_mut(),
+                Some(function),
+                None,
+                None,
+                None,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    ffi::SQLITE_OK
+}
+
+/// The arguments of a SQL function call as text, `None` for NULL.
+///
+/// # Safety
+/// `argv` points to `argc` values SQLite passed to the function.
+unsafe fn text_args(
+    api: &SqliteApi,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) -> Vec<Option<String>> {
+    (0..usize::try_from(argc).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: i < argc, per the contract.
+            let value = unsafe { *argv.add(i) };
+            // SAFETY: a value SQLite passed; value_text returns null (NULL, out of memory)
+            // or a NUL-terminated UTF-8 string valid until the next call on the value.
+            unsafe {
+                if (api.value_type)(value) == ffi::SQLITE_NULL {
+                    return None;
+                }
+                let text = (api.value_text)(value);
+                (!text.is_null())
+                    .then(|| CStr::from_ptr(text.cast()).to_string_lossy().into_owned())
+            }
+        })
+        .collect()
+}
+
+/// Sets a SQL function's result: text, or an error with its sentence.
+fn set_result(api: &SqliteApi, ctx: *mut ffi::sqlite3_context, result: Result<String, String>) {
+    let (ok, text) = match result {
+        Ok(text) => (true, c_string(&text)),
+        Err(text) => (false, c_string(&text)),
+    };
+    // SAFETY: `ctx` is the context SQLite passed to the function; the text is NUL-terminated
+    // (length -1) and SQLite copies it (SQLITE_TRANSIENT) before we drop it.
+    unsafe {
+        if ok {
+            (api.result_text)(ctx, text.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
+        } else {
+            (api.result_error)(ctx, text.as_ptr(), -1);
+        }
+    }
+}
+
+unsafe extern "C" fn x_ltx_register(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    guard(0, || {
+        let Some(api) = api() else { return 0 };
+        // SAFETY: SQLite's own arguments.
+        let args = unsafe { text_args(api, argc, argv) };
+        let result = crate::ext::ltx_register(&args, |name| {
+            // SAFETY: the registered VFS is ours, so its pAppData is the default VFS.
+            let ours = unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) };
+            (!ours.is_null()).then_some(())?;
+            // The name as SQLite will hand it to xOpen: the default VFS's full path.
+            full_pathname(unsafe { base_vfs(ours) }, name)
+        });
+        set_result(api, ctx, result);
+        0
+    });
+}
+
+unsafe extern "C" fn x_ltx_default_vfs(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    guard(0, || {
+        let Some(api) = api() else { return 0 };
+        // SAFETY: SQLite's own arguments.
+        let args = unsafe { text_args(api, argc, argv) };
+        let on = match args.first().cloned().flatten().as_deref().map(str::trim) {
+            Some("1" | "true" | "on" | "yes") => true,
+            Some("0" | "false" | "off" | "no") => false,
+            _ => {
+                set_result(
+                    api,
+                    ctx,
+                    Err("usage: ltx_default_vfs(1) or ltx_default_vfs(0)".into()),
+                );
+                return 0;
+            }
+        };
+        let _serial = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: vfs_find takes a NUL-terminated name; a registered VFS is never freed.
+        let ours = unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) };
+        if ours.is_null() {
+            set_result(
+                api,
+                ctx,
+                Err("ltx_default_vfs: the ltx VFS is not registered".into()),
+            );
+            return 0;
+        }
+        // Registering a registered VFS again only moves it: the first is the default.
+        // SAFETY: `ours` is registered, and its pAppData (the VFS that was the default
+        // when ours was registered) too; both live for the process.
+        let rc = unsafe { (api.vfs_register)(if on { ours } else { base_vfs(ours) }, 1) };
+        // SAFETY: null asks for the default VFS; its zName is a NUL-terminated string.
+        let now = unsafe { (api.vfs_find)(ptr::null()).as_ref() }.map(|v| {
+            unsafe { CStr::from_ptr(v.zName) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        let result = match (rc, now) {
+            (ffi::SQLITE_OK, Some(name)) => Ok(name),
+            _ => Err(format!("ltx_default_vfs: SQLite refused (error {rc})")),
+        };
+        set_result(api, ctx, result);
+        0
+    });
+}
+
+/// `name` made absolute by the VFS `vfs`, as SQLite does before it opens a file.
+fn full_pathname(vfs: *mut ffi::sqlite3_vfs, name: &str) -> Option<String> {
+    let name = CString::new(name)
+        .ok()
+        .filter(|n| !n.as_bytes().is_empty())?;
+    // SAFETY: `vfs` is a registered VFS (never freed).
+    let vfs_ref = unsafe { vfs.as_ref() }?;
+    let size = usize::try_from(vfs_ref.mxPathname).ok()?.max(1) + 1;
+    let mut out = vec![0u8; size];
+    let full = vfs_ref.xFullPathname?;
+    // SAFETY: `out` has room for mxPathname + 1 bytes, as the xFullPathname contract asks.
+    let rc = unsafe {
+        full(
+            vfs,
+            name.as_ptr(),
+            c_int::try_from(size).ok()?,
+            out.as_mut_ptr().cast(),
+        )
+    };
+    // SQLITE_OK_SYMLINK (a symbolic link was followed) is a success too.
+    if rc & 0xff != ffi::SQLITE_OK {
+        return None;
+    }
+    CStr::from_bytes_until_nul(&out)
+        .ok()
+        .map(|s| s.to_string_lossy().into_owned())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -324,14 +618,24 @@ unsafe extern "C" fn x_open(
         // SAFETY: SQLite hands us szOsFile bytes; null pMethods tells it there is nothing
         // to close if we fail.
         unsafe { (*file).pMethods = ptr::null() };
-        let config = options::resolve(
-            |key| uri_param(api, name, key),
-            |var| std::env::var(var).ok(),
-        );
-        let start = options::travel(|key| uri_param(api, name, key));
+        // SAFETY: a main database always has a NUL-terminated name.
+        let path = if name.is_null() {
+            String::new()
+        } else {
+            unsafe { CStr::from_ptr(name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        // URI parameters first, then what ltx_register mapped this name to.
+        let mapped = names::get(&path);
+        let param = |key: &str| {
+            uri_param(api, name, key).or_else(|| mapped.as_ref().and_then(|m| m.get(key)))
+        };
+        let config = options::resolve(param, |var| std::env::var(var).ok());
+        let start = options::travel(param);
         let db = match config.and_then(|c| MainDb::open(c, start?)) {
             Ok(db) => db,
-            Err(e) => return report(&e, true).0,
+            Err(e) => return report(&e, Some(&path)).0,
         };
         let ours = LtxFile {
             base: ffi::sqlite3_file {
@@ -385,7 +689,7 @@ unsafe extern "C" fn x_read(
             Ok(true) => ffi::SQLITE_OK,
             Ok(false) => ffi::SQLITE_IOERR_SHORT_READ,
             Err(e) => {
-                let (code, message) = report(&e, false);
+                let (code, message) = report(&e, None);
                 db.record_error(message);
                 code
             }

@@ -4,6 +4,7 @@
 
 pub(crate) mod ffi;
 mod main_db;
+pub(crate) mod names;
 mod options;
 
 use std::sync::Mutex;

@@ -10,6 +10,8 @@ mod follow;
 mod hydrate;
 #[path = "it/live_replica.rs"]
 mod live_replica;
+#[path = "it/names.rs"]
+mod names;
 #[path = "it/queries.rs"]
 mod queries;
 #[path = "it/replan.rs"]

@@ -37,7 +37,7 @@ fn no_replica_url_cannot_open() {
     )
     .unwrap_err();
     assert_eq!(err.sqlite_error_code(), Some(ErrorCode::CannotOpen));
-    assert!(!log_lines("no replica: open with").is_empty());
+    assert!(!log_lines("no replica: open file:NAME").is_empty());
 }
 
 #[test]
