@@ -4,10 +4,16 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PYTHON ?= python3
 TOOLS := .tools
+# The bindings' pinned build and test dependencies.
+SETUPTOOLS := setuptools==80.9.0 wheel==0.45.1
+PYTEST := pytest==8.4.2 apsw==3.50.4.0
+WHEEL_DIR := target/wheels
+# The system python: its sqlite3 module can load extensions (pyenv's cannot).
+SYSTEM_PYTHON ?= /usr/bin/python3
 LITESTREAM_VERSIONS := 0.5.15 0.5.17
 LIVE_FIXTURES := target/live-fixtures
 
-.PHONY: build test sql-test bench demo lint tools live-fixtures fixtures sql-replica clean
+.PHONY: build test sql-test python python-test node node-test bench demo lint tools live-fixtures fixtures sql-replica clean
 
 ## build: the release library, target/release/libltxvfs.so
 build:
@@ -33,10 +39,29 @@ test: build live-fixtures
 	scripts/with-stores.sh $(CARGO) test -p ltxvfs-sqlite-tests
 	/usr/bin/python3 tests/fork_after_use.py target/release/libltxvfs "file://$(CURDIR)/sql-tests/replica"
 	$(MAKE) --no-print-directory sql-test
+	$(MAKE) --no-print-directory python-test node-test
 
 ## sql-test: golden SQL scripts in the system sqlite3 shell with the built extension
 sql-test: build tools
 	scripts/with-stores.sh sql-tests/run.sh
+
+## python: the wheel of bindings/python, with the library in it (target/wheels/)
+python: build
+	cp target/release/libltxvfs.so bindings/python/src/ltxvfs/libltxvfs.so
+	[[ -x $(TOOLS)/pybuild/bin/pip ]] || $(PYTHON) -m venv $(TOOLS)/pybuild
+	$(TOOLS)/pybuild/bin/pip install --quiet --disable-pip-version-check $(SETUPTOOLS)
+	rm -rf $(WHEEL_DIR) bindings/python/build; mkdir -p $(WHEEL_DIR)
+	$(TOOLS)/pybuild/bin/pip wheel --quiet --disable-pip-version-check --no-deps \
+	    --no-build-isolation --wheel-dir $(WHEEL_DIR) ./bindings/python
+	rm -rf bindings/python/build bindings/python/src/*.egg-info
+	ls $(WHEEL_DIR)/ltxvfs-*.whl
+
+## python-test: the wheel installed into a fresh venv of the system python, then pytest
+python-test: python
+	rm -rf target/py-test; $(SYSTEM_PYTHON) -m venv target/py-test
+	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(WHEEL_DIR)/ltxvfs-*.whl
+	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
+	    ../../../target/py-test/bin/python -m pytest -q -p no:cacheprovider .
 
 ## bench: ltxvfs vs Litestream's VFS on the same S3 replica, 20 ms per request (not a test)
 bench: build

@@ -28,3 +28,7 @@ SELECT x FROM t;
 -- The functions are direct-only: a view cannot call them.
 CREATE VIEW v AS SELECT ltx_default_vfs(1);
 SELECT * FROM v;
+-- Why the last open failed, from any connection, as a function too.
+.open unmapped.db
+.open :memory:
+SELECT ltx_last_error();

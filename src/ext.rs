@@ -5,6 +5,8 @@
 //! - `ltx_register(name, url [, settings])` maps a database name to a replica, for drivers
 //!   that open plain file names; `ltx_register(name, NULL)` removes the mapping.
 //! - `ltx_default_vfs(on)` makes `ltx` the default VFS (1) or gives the place back (0).
+//! - `ltx_last_error()` is the sentence behind the process's last error (why an open failed:
+//!   SQLite itself only says "unable to open database file").
 
 use crate::vfs::names::{self, Mapping};
 

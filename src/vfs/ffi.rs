@@ -26,6 +26,10 @@ use std::sync::{Mutex, OnceLock};
 /// The name the VFS registers under.
 const VFS_NAME: &CStr = c"ltx";
 
+/// Why a load into a second SQLite library of the same process fails.
+const ANOTHER_SQLITE: &str = "ltxvfs: already loaded into another SQLite library in this process \
+     (e.g. Python's sqlite3 module and apsw each carry their own): use one of them per process";
+
 type VfsFind = unsafe extern "C" fn(*const c_char) -> *mut ffi::sqlite3_vfs;
 type VfsRegister = unsafe extern "C" fn(*mut ffi::sqlite3_vfs, c_int) -> c_int;
 type Mprintf = unsafe extern "C" fn(*const c_char, ...) -> *mut c_char;
@@ -53,6 +57,7 @@ type ResultText = unsafe extern "C" fn(
     ffi::sqlite3_destructor_type,
 );
 type ResultError = unsafe extern "C" fn(*mut ffi::sqlite3_context, *const c_char, c_int);
+type ResultNull = unsafe extern "C" fn(*mut ffi::sqlite3_context);
 /// An extension entry point: (connection, error slot, API table).
 type EntryPoint = unsafe extern "C" fn(
     *mut ffi::sqlite3,
@@ -74,6 +79,7 @@ struct SqliteApi {
     value_type: ValueType,
     result_text: ResultText,
     result_error: ResultError,
+    result_null: ResultNull,
     auto_extension: AutoExtension,
 }
 
@@ -102,6 +108,7 @@ impl SqliteApi {
             value_type: api.value_type?,
             result_text: api.result_text?,
             result_error: api.result_error?,
+            result_null: api.result_null?,
             // SAFETY: the C API takes an entry point as `void(*)(void)` and calls it with the
             // entry-point arguments; both are one function pointer in the same register.
             auto_extension: unsafe {
@@ -126,6 +133,7 @@ impl SqliteApi {
             value_type: ffi::sqlite3_value_type,
             result_text: ffi::sqlite3_result_text,
             result_error: ffi::sqlite3_result_error,
+            result_null: ffi::sqlite3_result_null,
             auto_extension: ffi::sqlite3_auto_extension,
         }
     }
@@ -209,7 +217,12 @@ fn report(e: &Error, opening: Option<&str>) -> (c_int, String) {
 /// VFS.
 fn register_vfs(api: SqliteApi) -> c_int {
     let _serial = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
-    let api = *API.get_or_init(|| api);
+    let first = *API.get_or_init(|| api);
+    if !std::ptr::fn_addr_eq(first.vfs_find, api.vfs_find) {
+        // A second SQLite library in the process (Python's sqlite3 and apsw each carry
+        // their own): our files and functions call the first one's API, so refuse.
+        return ffi::SQLITE_MISUSE;
+    }
     // SAFETY: vfs_find takes a NUL-terminated name or null.
     if !unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) }.is_null() {
         return ffi::SQLITE_OK;
@@ -284,7 +297,11 @@ pub unsafe extern "C" fn sqlite3_ltxvfs_init(
             rc => {
                 // SAFETY: err_msg is null or a slot SQLite frees with sqlite3_free.
                 if let Some(slot) = unsafe { err_msg.as_mut() } {
-                    *slot = api.mprintf(&format!("ltxvfs: loading failed (SQLite error {rc})"));
+                    *slot = api.mprintf(&if rc == ffi::SQLITE_MISUSE {
+                        ANOTHER_SQLITE.to_string()
+                    } else {
+                        format!("ltxvfs: loading failed (SQLite error {rc})")
+                    });
                 }
                 rc
             }
@@ -351,11 +368,12 @@ unsafe extern "C" fn auto_init(
 // ---------------------------------------------------------------------------------------
 // SQL functions (their bodies are in crate::ext)
 
-/// `ltx_register` and `ltx_default_vfs` on `db`: direct calls only, so a database's schema
-/// (a view, a trigger) cannot remap names.
+/// `ltx_last_error`, `ltx_register` and `ltx_default_vfs` on `db`: direct calls only, so a
+/// database's schema (a view, a trigger) cannot remap names.
 fn register_functions(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
     let flags = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
-    let functions: [(&CStr, c_int, SqlFunction); 3] = [
+    let functions: [(&CStr, c_int, SqlFunction); 4] = [
+        (c"ltx_last_error", 0, x_ltx_last_error),
         (c"ltx_register", 2, x_ltx_register),
         (c"ltx_register", 3, x_ltx_register),
         (c"ltx_default_vfs", 1, x_ltx_default_vfs),
@@ -425,6 +443,23 @@ fn set_result(api: &SqliteApi, ctx: *mut ffi::sqlite3_context, result: Result<St
             (api.result_error)(ctx, text.as_ptr(), -1);
         }
     }
+}
+
+/// `ltx_last_error()`: the process's last error sentence (why an open failed), or NULL.
+unsafe extern "C" fn x_ltx_last_error(
+    ctx: *mut ffi::sqlite3_context,
+    _argc: c_int,
+    _argv: *mut *mut ffi::sqlite3_value,
+) {
+    guard(0, || {
+        let Some(api) = api() else { return 0 };
+        match super::last_error() {
+            Some(text) => set_result(api, ctx, Ok(text)),
+            // SAFETY: the context SQLite passed to the function.
+            None => unsafe { (api.result_null)(ctx) },
+        }
+        0
+    });
 }
 
 unsafe extern "C" fn x_ltx_register(

@@ -186,8 +186,16 @@ impl MainDb {
     }
 
     fn travel_or_fail(&mut self, target: Target) -> Pragma {
+        // The TXID that will be read: also, some drivers (Python's sqlite3) fail on the
+        // nameless column SQLite makes of a pragma that returns nothing.
         match self.travel_to(target) {
-            Ok(()) => Pragma::Value(None),
+            Ok(()) => Pragma::Value(Some(
+                self.travel
+                    .clone()
+                    .unwrap_or_else(|| self.replica.current())
+                    .txid
+                    .to_string(),
+            )),
             Err(e) => {
                 let message = format!("ltxvfs: {e}");
                 self.last_error = Some(message.clone());
