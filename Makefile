@@ -10,6 +10,10 @@ PYTEST := pytest==8.4.2 apsw==3.50.4.0
 WHEEL_DIR := target/wheels
 # The system python: its sqlite3 module can load extensions (pyenv's cannot).
 SYSTEM_PYTHON ?= /usr/bin/python3
+BETTER_SQLITE3 := better-sqlite3@12.11.1
+# better-sqlite3 compiles from source when its prebuilt binary (from GitHub) is out of reach:
+# against Debian's node headers, not ones node-gyp would download.
+NODE_HEADERS := $(if $(wildcard /usr/include/node/node.h),npm_config_nodedir=/usr)
 LITESTREAM_VERSIONS := 0.5.15 0.5.17
 LIVE_FIXTURES := target/live-fixtures
 
@@ -62,6 +66,24 @@ python-test: python
 	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(WHEEL_DIR)/ltxvfs-*.whl
 	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
 	    ../../../target/py-test/bin/python -m pytest -q -p no:cacheprovider .
+
+## node: the npm package of bindings/node, with the library in it (target/npm/)
+node: build
+	mkdir -p bindings/node/lib target/npm
+	cp target/release/libltxvfs.so bindings/node/lib/libltxvfs.so
+	rm -f target/npm/ltxvfs-*.tgz
+	cd bindings/node && npm pack --silent --pack-destination ../../target/npm > /dev/null
+	ls target/npm/ltxvfs-*.tgz
+
+## node-test: the packed tarball installed with better-sqlite3 into a scratch project, node:test
+node-test: node
+	mkdir -p target/node-test
+	cd target/node-test && { [[ -f package.json ]] || echo '{"private": true, "type": "module"}' > package.json; } \
+	    && rm -rf node_modules/ltxvfs \
+	    && $(NODE_HEADERS) npm install --silent --no-save --no-package-lock --no-audit --no-fund \
+	        $(BETTER_SQLITE3) $(CURDIR)/target/npm/ltxvfs-*.tgz
+	cp bindings/node/test/*.test.mjs target/node-test/
+	cd target/node-test && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica node --test *.test.mjs
 
 ## bench: ltxvfs vs Litestream's VFS on the same S3 replica, 20 ms per request (not a test)
 bench: build

@@ -22,6 +22,12 @@ command -v "$PYTHON" >/dev/null || need_apt+=(python3 python3-venv)
 if command -v "$PYTHON" >/dev/null && ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     need_apt+=(python3-venv)
 fi
+# The bindings' tests use the system python3, whose sqlite3 can load extensions.
+if [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    need_apt+=(python3-venv)
+fi
+command -v g++ >/dev/null || need_apt+=(g++ make)  # better-sqlite3 builds from source
+[[ -x /usr/bin/python3 ]] || need_apt+=(python3 python3-venv)
 if ((${#need_apt[@]})); then
     echo "install-tools: apt-get install ${need_apt[*]}"
     apt-get update -qq

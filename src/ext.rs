@@ -49,9 +49,38 @@ pub(crate) fn ltx_register(
     Ok(path)
 }
 
+/// The argument of `ltx_default_vfs`: 1/0, true/false, on/off, yes/no; a number is on when
+/// not zero (drivers bind JavaScript numbers as reals: `1.0`).
+pub(crate) fn switch(arg: Option<&str>) -> Option<bool> {
+    let arg = arg?.trim().to_ascii_lowercase();
+    match arg.as_str() {
+        "true" | "on" | "yes" => Some(true),
+        "false" | "off" | "no" => Some(false),
+        number => number
+            .parse::<f64>()
+            .ok()
+            .filter(|n| !n.is_nan())
+            .map(|n| n != 0.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switches_read_as_people_write_them() {
+        for on in ["1", "1.0", " TRUE ", "on", "yes", "2"] {
+            assert_eq!(switch(Some(on)), Some(true), "{on}");
+        }
+        for off in ["0", "0.0", "false", "Off", "no"] {
+            assert_eq!(switch(Some(off)), Some(false), "{off}");
+        }
+        for neither in ["maybe", "", "NaN"] {
+            assert_eq!(switch(Some(neither)), None, "{neither}");
+        }
+        assert_eq!(switch(None), None);
+    }
 
     fn text(args: &[Option<&str>]) -> Vec<Option<String>> {
         args.iter().map(|a| a.map(str::to_string)).collect()

@@ -261,7 +261,9 @@ fn register_vfs(api: SqliteApi) -> c_int {
     });
     let raw = Box::into_raw(vfs);
     let make_default = std::env::var("LTXVFS_DEFAULT_VFS")
-        .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes" | "on"));
+        .ok()
+        .and_then(|v| crate::ext::switch(Some(&v)))
+        .unwrap_or(false);
     // SAFETY: `raw` is a valid, fully initialised sqlite3_vfs that stays allocated (leaked)
     // once SQLite holds it.
     let rc = unsafe { (api.vfs_register)(raw, c_int::from(make_default)) };
@@ -492,10 +494,9 @@ unsafe extern "C" fn x_ltx_default_vfs(
         let Some(api) = api() else { return 0 };
         // SAFETY: SQLite's own arguments.
         let args = unsafe { text_args(api, argc, argv) };
-        let on = match args.first().cloned().flatten().as_deref().map(str::trim) {
-            Some("1" | "true" | "on" | "yes") => true,
-            Some("0" | "false" | "off" | "no") => false,
-            _ => {
+        let on = match crate::ext::switch(args.first().cloned().flatten().as_deref()) {
+            Some(on) => on,
+            None => {
                 set_result(
                     api,
                     ctx,

@@ -165,3 +165,22 @@ def test_default_vfs_for_plain_names(tmp_path):
     assert lines[0] == "1980"
     assert lines[1].startswith("unmapped: unable to open")
     assert not (tmp_path / "other.db").exists()
+
+
+def test_environment_makes_ltx_the_default_vfs(tmp_path):
+    # As with Litestream's VFS: LTXVFS_DEFAULT_VFS=1 at load, the replica URL from the
+    # environment, any plain name opens it.
+    env = dict(os.environ, LTXVFS_DEFAULT_VFS="1", LTXVFS_REPLICA_URL=URL, LTXVFS_POLL="0")
+    code = (
+        "import sqlite3, ltxvfs\n"
+        "ltxvfs.load(sqlite3.connect(':memory:'))\n"
+        "db = sqlite3.connect('whatever.db')\n"
+        "print(db.execute('SELECT count(*) FROM orders').fetchone()[0])\n"
+        "print(db.execute('PRAGMA ltx_txid').fetchone()[0])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1980", "0000000000000002"]
+    assert not (tmp_path / "whatever.db").exists()

@@ -1,0 +1,88 @@
+'use strict';
+// ltxvfs for Node: the SQLite extension (lib/libltxvfs.so) and helpers for better-sqlite3,
+// which cannot pass URI parameters or name a VFS (it is built with SQLITE_USE_URI=0): a
+// plain file name is mapped to the replica with ltx_register(), and `ltx` is the default VFS
+// only while that name is opened.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const SETTINGS = ['cache_size', 'timeout', 'poll', 'hydrate', 'txid', 'time'];
+
+/** The path of the extension library inside this package. */
+function getLoadablePath() {
+  const lib = path.join(__dirname, 'lib', 'libltxvfs.so');
+  if (!fs.existsSync(lib)) {
+    throw new Error(`ltxvfs: ${lib} is missing (this package ships a linux-x64 build only)`);
+  }
+  return lib;
+}
+
+/** Loads the extension into a better-sqlite3 Database: the `ltx` VFS is then registered for
+ * the process, and the ltx_* SQL functions exist on every connection opened after. */
+function load(db) {
+  db.loadExtension(getLoadablePath());
+}
+
+/** Settings object to the query-string form ltx_register takes. */
+function settingsString(options) {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(options || {})) {
+    if (!SETTINGS.includes(key)) {
+      throw new TypeError(`ltxvfs: unknown setting ${JSON.stringify(key)} (settings: ${SETTINGS.join(', ')})`);
+    }
+    if (value === undefined || value === null) continue;
+    params.append(key, value instanceof Date ? value.toISOString() : String(value));
+  }
+  return params.toString();
+}
+
+/** Maps the file name `name` to the replica at `replicaUrl` (settings in `options`), on a
+ * connection that loaded the extension. Returns the full path the name maps. */
+function register(db, name, replicaUrl, options) {
+  return db.prepare('SELECT ltx_register(?, ?, ?)').pluck().get(name, replicaUrl, settingsString(options));
+}
+
+/** Makes `ltx` the default VFS (true) or gives the place back (false). Returns the name of
+ * the default VFS after. */
+function setDefaultVfs(db, on) {
+  return db.prepare('SELECT ltx_default_vfs(?)').pluck().get(on ? 1 : 0);
+}
+
+/** The sentence behind the extension's last error in this process (why an open failed). */
+function lastError(db) {
+  return db.prepare('SELECT ltx_last_error()').pluck().get();
+}
+
+/** Opens the replica at `replicaUrl` as a read-only better-sqlite3 Database.
+ * `options`: the extension's settings (cache_size, timeout, poll, hydrate, txid, time), plus
+ * `name` (the label the database is opened by; nothing is read or written there) and
+ * `database` (options for better-sqlite3's constructor). */
+function open(replicaUrl, options = {}) {
+  const Database = require('better-sqlite3');
+  const { name, database, ...settings } = options;
+  const settingsText = settingsString(settings);
+  const label = name || path.join(os.tmpdir(),
+    `ltxvfs-${crypto.createHash('sha256').update(`${replicaUrl}\n${settingsText}`).digest('hex').slice(0, 16)}.db`);
+  const control = new Database(':memory:');
+  try {
+    load(control);
+    register(control, label, replicaUrl, settings);
+    setDefaultVfs(control, true);
+    try {
+      return new Database(label, { ...database, readonly: true });
+    } catch (e) {
+      const why = lastError(control);
+      if (why) e.message = `${e.message}: ${why}`;
+      throw e;
+    } finally {
+      setDefaultVfs(control, false);
+    }
+  } finally {
+    control.close();
+  }
+}
+
+module.exports = { getLoadablePath, load, register, setDefaultVfs, lastError, open, SETTINGS };
