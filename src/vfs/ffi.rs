@@ -27,6 +27,7 @@ use std::sync::{Mutex, OnceLock};
 const VFS_NAME: &CStr = c"ltx";
 
 /// Why a load into a second SQLite library of the same process fails.
+#[cfg(feature = "loadable")]
 const ANOTHER_SQLITE: &str = "ltxvfs: already loaded into another SQLite library in this process \
      (e.g. Python's sqlite3 module and apsw each carry their own): use one of them per process";
 
@@ -324,6 +325,7 @@ pub(crate) fn register_linked() -> c_int {
 }
 
 /// The VFS, and the SQL functions on `db` and on every later connection.
+#[cfg(feature = "loadable")]
 fn init(api: SqliteApi, db: *mut ffi::sqlite3) -> c_int {
     match register_vfs(api) {
         ffi::SQLITE_OK => {}
