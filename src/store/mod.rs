@@ -206,26 +206,37 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Bytes `range` of an LTX file.
+    /// Bytes `range` of an LTX file. A body shorter than asked (cut short with headers to
+    /// match, by a proxy or a broken connection behind one) is asked for again, a few times:
+    /// object_store retries failed requests, not short answers.
     ///
     /// # Errors
     /// [`Error::Vanished`] for a file that is gone, [`Error::Io`] for other failures.
     pub async fn get_range(&self, id: &LtxFileId, range: Range<u64>) -> Result<bytes::Bytes> {
-        self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
-        let bytes = self
-            .client()?
-            .get_range(&self.file_path(id), range.clone())
-            .await
-            .map_err(|e| {
-                self.io_error(
-                    format!("reading {id} bytes {}..{}", range.start, range.end),
-                    e,
-                )
-            })?;
-        self.stats
-            .bytes_fetched
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(bytes)
+        const ATTEMPTS: usize = 3;
+        let what = || format!("reading {id} bytes {}..{}", range.start, range.end);
+        let asked = range.end.saturating_sub(range.start);
+        let mut got = 0;
+        for _ in 0..ATTEMPTS {
+            self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
+            let bytes = self
+                .client()?
+                .get_range(&self.file_path(id), range.clone())
+                .await
+                .map_err(|e| self.io_error(what(), e))?;
+            self.stats
+                .bytes_fetched
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if bytes.len() as u64 == asked {
+                return Ok(bytes);
+            }
+            got = bytes.len();
+        }
+        Err(Error::Io {
+            url: self.url.clone(),
+            what: what(),
+            detail: format!("the store sent {got} of {asked} bytes, {ATTEMPTS} times"),
+        })
     }
 }
 

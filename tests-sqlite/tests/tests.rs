@@ -4,6 +4,8 @@
 
 #[path = "it/errors.rs"]
 mod errors;
+#[path = "it/faults.rs"]
+mod faults;
 #[path = "it/follow.rs"]
 mod follow;
 #[path = "it/hydrate.rs"]
