@@ -371,7 +371,9 @@ impl Replica {
             return Ok(page);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let window = self.readahead.window(pgno);
+        // A window is compressed bytes; an eighth of the cache keeps what one GET brings
+        // (decompressed) from evicting the pages the scan has yet to use.
+        let window = self.readahead.window(pgno).min(self.config.cache_size / 8);
         let frames = readahead::frames_to_fetch(snapshot, pgno, at, window, |q, r| {
             self.cache.contains(&PageKey {
                 file: r.file,

@@ -186,8 +186,9 @@ fn guard(on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
 /// The SQLite result code for an error, and the sentence that goes with it.
 fn error_code(e: &Error, opening: bool) -> c_int {
     match e {
-        _ if opening => ffi::SQLITE_CANTOPEN,
+        // A damaged replica is corrupt whenever it shows, at the open too.
         Error::Corrupt { .. } | Error::Plan { .. } => ffi::SQLITE_CORRUPT,
+        _ if opening => ffi::SQLITE_CANTOPEN,
         Error::Io { .. } | Error::Vanished { .. } | Error::Local { .. } => ffi::SQLITE_IOERR_READ,
         Error::Config(_) | Error::NoReplicaUrl | Error::ReplicaNotFound { .. } => {
             ffi::SQLITE_IOERR_READ

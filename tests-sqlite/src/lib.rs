@@ -8,6 +8,8 @@ pub mod util;
 
 use ltxvfs::ltx::Txid;
 use rusqlite::{Connection, OpenFlags};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
@@ -438,5 +440,93 @@ pub fn assert_same_pages(ours: &[u8], restored: &[u8], page_size: usize) {
         } else {
             assert!(a == b, "page {} differs", n + 1);
         }
+    }
+}
+
+/// `tests/faults/fault_proxy.py` in front of an S3 server: faults at a rate set with
+/// [`FaultProxy::control`], and a count of the requests it saw. Killed on drop.
+pub struct FaultProxy {
+    child: Child,
+    port: u16,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let python = util::repo_dir().join(".tools/moto/bin/python");
+        let mut child = Command::new(if python.exists() {
+            python
+        } else {
+            "python3".into()
+        })
+        .arg(util::repo_dir().join("tests/faults/fault_proxy.py"))
+        .args([
+            "--upstream",
+            upstream,
+            "--seed",
+            "8",
+            "--latency",
+            "1",
+            "--jitter",
+            "15",
+        ])
+        .args(["--stall", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        FaultProxy { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// POSTs `body` (JSON) to the control path, or GETs it; returns the answer's body.
+    pub fn control(&self, body: Option<&str>) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let request = match body {
+            Some(b) => format!(
+                "POST /__faults HTTP/1.0\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ),
+            None => "GET /__faults HTTP/1.0\r\n\r\n".to_string(),
+        };
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A counter from the proxy's JSON (`"name": N`).
+    pub fn count(&self, name: &str) -> u64 {
+        let json = self.control(None);
+        let key = format!("\"{name}\": ");
+        let at = json.rfind(&key).unwrap() + key.len();
+        json[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -2,6 +2,8 @@
 //! replicas the real `litestream` writes. One binary, a module per topic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "it/corrupt.rs"]
+mod corrupt;
 #[path = "it/errors.rs"]
 mod errors;
 #[path = "it/faults.rs"]
@@ -20,5 +22,7 @@ mod queries;
 mod replan;
 #[path = "it/s3.rs"]
 mod s3;
+#[path = "it/security.rs"]
+mod security;
 #[path = "it/time_travel.rs"]
 mod time_travel;

@@ -198,3 +198,39 @@ fn readers_follow_a_busy_compacting_primary_without_torn_or_stale_mixed_snapshot
     assert_same_pages(&ours, &restored, 4096);
     println!("writer transactions: {n}, reader transactions (threads): {reads}");
 }
+
+#[test]
+fn closing_the_last_connection_stops_the_follower() {
+    // Requests counted by a proxy (no faults) in front of the S3 server: polling goes on
+    // while a connection is open, and stops once the last one closes.
+    let primary = Primary::start("0.5.17", "follow-stop", &schema(), "1m", Target::S3);
+    let upstream = ltxvfs_sqlite_tests::s3_endpoint();
+    let proxy = ltxvfs_sqlite_tests::FaultProxy::start(&upstream);
+    let url = primary.url().replace(&upstream, &proxy.endpoint());
+    let (a, b) = (
+        open_replica(&url, "&poll=100ms").unwrap(),
+        open_replica(&url, "&poll=100ms").unwrap(),
+    );
+    assert_eq!(counter(&a), counter(&b));
+    let polls = |during: Duration| {
+        let before = proxy.count("requests");
+        std::thread::sleep(during);
+        proxy.count("requests") - before
+    };
+    assert!(
+        polls(Duration::from_secs(1)) >= 5,
+        "two connections: polling"
+    );
+    drop(a);
+    assert!(
+        polls(Duration::from_secs(1)) >= 5,
+        "one connection left: still polling"
+    );
+    drop(b);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        polls(Duration::from_secs(1)),
+        0,
+        "no connection: no requests"
+    );
+}

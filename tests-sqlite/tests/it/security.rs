@@ -1,0 +1,100 @@
+//! Secrets stay secret, and a replica's contents cannot steer the VFS outside the replica.
+
+use ltxvfs_sqlite_tests::{copy_fixture_replica, file_url, log_lines, open_replica, s3_endpoint};
+use rusqlite::ErrorCode;
+
+/// Every `ltx_*` pragma's answer on `conn`.
+fn all_pragmas(conn: &rusqlite::Connection) -> String {
+    [
+        "ltx_txid",
+        "ltx_time",
+        "ltx_stats",
+        "ltx_last_error",
+        "ltx_lag",
+        "ltx_hydration",
+    ]
+    .iter()
+    .map(|p| {
+        conn.pragma_query_value(None, p, |r| r.get::<_, String>(0))
+            .unwrap_or_default()
+    })
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+#[test]
+fn credentials_never_appear_in_errors_logs_or_pragmas() {
+    // The key the environment gives (scripts/with-stores.sh), refused by the server that
+    // checks credentials; and a password in the URL's user info.
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    let auth = std::env::var("LTXVFS_TEST_S3_AUTH_ENDPOINT")
+        .expect("run through scripts/with-stores.sh (as make test does)");
+    let refused = open_replica(
+        &format!("s3://bucket/app.db?endpoint={auth}&region=us-east-1"),
+        "",
+    )
+    .unwrap_err();
+    let in_url = "hunter2-in-the-url";
+    let with_userinfo = open_replica(
+        &format!(
+            "s3://someone:{in_url}@bucket/app.db?endpoint={}&region=us-east-1",
+            s3_endpoint()
+        ),
+        "",
+    )
+    .unwrap_err();
+
+    // A working connection in the same process: its pragmas fall back to the process's
+    // last error, which is one of the two above.
+    let ok = copy_fixture_replica("0.5.17", "security-pragmas", |_| {});
+    let conn = open_replica(&file_url(&ok), "&poll=0").unwrap();
+    conn.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    let pragmas = all_pragmas(&conn);
+    let logs = log_lines("").join("\n");
+    // (SQLite's own message repeats the file name it was given, URL and all: not ours.)
+    assert!(with_userinfo.to_string().contains("unable to open"));
+    for text in [refused.to_string(), pragmas, logs] {
+        assert!(!text.contains(&secret), "the secret key leaked: {text}");
+        assert!(!text.contains(in_url), "the URL's password leaked: {text}");
+    }
+    // The sentences are still there, with the URL redacted.
+    assert!(!log_lines("someone:REDACTED@bucket").is_empty());
+}
+
+#[test]
+fn files_named_like_ltx_files_cannot_lead_outside_the_replica() {
+    // A symbolic link named as the next L0 file, pointing out of the replica, and names that
+    // only look like LTX files: the link's target is read as an LTX file and rejected as
+    // corrupt (named), nothing else is touched, no page comes from it.
+    let replica = copy_fixture_replica("0.5.17", "security-names", |_| {});
+    let l0 = replica.join("ltx/0");
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        l0.join("000000000000000b-000000000000000b.ltx"),
+    )
+    .unwrap();
+    for junk in [
+        "..ltx",
+        "0000000000000001-0000000000000001.ltx.tmp",
+        "x-y.ltx",
+        "notes.txt",
+    ] {
+        std::fs::write(l0.join(junk), b"not an LTX file").unwrap();
+    }
+    let err = open_replica(&file_url(&replica), "&poll=0").unwrap_err();
+    assert_eq!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt),
+        "{err}"
+    );
+    assert!(!log_lines("000000000000000b-000000000000000b.ltx").is_empty());
+
+    // Without the link the junk is ignored and the replica reads normally.
+    std::fs::remove_file(l0.join("000000000000000b-000000000000000b.ltx")).unwrap();
+    let conn = open_replica(&file_url(&replica), "&poll=0").unwrap();
+    let txid: String = conn
+        .pragma_query_value(None, "ltx_txid", |r| r.get(0))
+        .unwrap();
+    assert_eq!(txid, "000000000000000a");
+}
