@@ -17,7 +17,7 @@ NODE_HEADERS := $(if $(wildcard /usr/include/node/node.h),npm_config_nodedir=/us
 LITESTREAM_VERSIONS := 0.5.15 0.5.17
 LIVE_FIXTURES := target/live-fixtures
 
-.PHONY: build test sql-test python python-test node node-test bench demo lint tools live-fixtures fixtures sql-replica clean
+.PHONY: build test sql-test python python-test node node-test fuzz bench demo lint tools live-fixtures fixtures sql-replica clean
 
 ## build: the release library, target/release/libltxvfs.so
 build:
@@ -42,6 +42,7 @@ test: build live-fixtures
 	LTXVFS_LIVE_FIXTURES=$(abspath $(LIVE_FIXTURES)) $(CARGO) test
 	scripts/with-stores.sh $(CARGO) test -p ltxvfs-sqlite-tests
 	/usr/bin/python3 tests/fork_after_use.py target/release/libltxvfs "file://$(CURDIR)/sql-tests/replica"
+	/usr/bin/python3 tests/rss_bound.py target/release/libltxvfs $(TOOLS)/litestream-0.5.17/bin/litestream
 	$(MAKE) --no-print-directory sql-test
 	$(MAKE) --no-print-directory python-test node-test
 
@@ -84,6 +85,18 @@ node-test: node
 	        $(BETTER_SQLITE3) $(CURDIR)/target/npm/ltxvfs-*.tgz
 	cp bindings/node/test/*.test.mjs target/node-test/
 	cd target/node-test && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica node --test *.test.mjs
+
+## fuzz: the cargo-fuzz targets, FUZZ_SECONDS each (not in `make test`). Needs cargo-fuzz
+## (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets the stable toolchain take its flags.
+## New inputs go to fuzz/corpus/<target>/; a crash is written to fuzz/artifacts/<target>/:
+## add it to tests/it/malformed.rs (or src/vfs/names.rs) as a regression test.
+FUZZ_SECONDS ?= 300
+FUZZ_SEEDS := $(wildcard tests/fixtures/*/replica/ltx/*)
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O ltx_decode corpus/ltx_decode $(addprefix ../,$(FUZZ_SEEDS)) -- \
+	    -max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=128 -rss_limit_mb=1024 -timeout=5 -max_len=65536
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O settings corpus/settings -- \
+	    -max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=128 -timeout=5 -max_len=4096
 
 ## bench: ltxvfs vs Litestream's VFS on the same S3 replica, 20 ms per request (not a test)
 bench: build
