@@ -22,3 +22,14 @@ mod vfs;
 pub use error::Error;
 #[cfg(feature = "static")]
 pub use ext::register;
+
+/// Entry points for the fuzz targets in `fuzz/`; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a replica URL and a settings string (`cache_size=1MiB&time=...`) as
+    /// `ltx_register` does, and redacts the URL as error messages do.
+    pub fn parse_settings(url: &str, settings: &str) {
+        let _ = crate::vfs::names::Mapping::parse(url, settings);
+        let _ = crate::store::location::redact(url);
+    }
+}
