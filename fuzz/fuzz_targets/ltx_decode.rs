@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ltxvfs::ltx::{Header, PageIndex, PageSize, Pgno, decode_page, decode_file};
+use ltxvfs::ltx::{Header, PageIndex, PageSize, Pgno, decode_file, decode_page};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_file(data, |_, _| Ok(()));
@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Some((&pick, frame)) = data.split_first() {
-        if let (Some(size), Some(pgno)) = (PageSize::new(512 << (pick % 8)), Pgno::new(1 + u32::from(pick >> 3))) {
+        if let (Some(size), Some(pgno)) = (
+            PageSize::new(512 << (pick % 8)),
+            Pgno::new(1 + u32::from(pick >> 3)),
+        ) {
             let _ = decode_page(frame, pgno, size);
         }
     }
