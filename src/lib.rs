@@ -13,6 +13,7 @@ compile_error!(
 pub mod cache;
 pub mod error;
 mod ext;
+mod fetch;
 mod io;
 pub mod ltx;
 pub mod replica;

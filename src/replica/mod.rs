@@ -7,7 +7,6 @@ mod file_name;
 mod follower;
 mod hydrator;
 mod plan;
-mod readahead;
 #[allow(clippy::module_inception)]
 mod replica;
 mod snapshot;

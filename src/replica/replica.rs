@@ -3,12 +3,11 @@
 
 use super::follower::{self, FollowState, FollowStatus};
 use super::hydrator::{self, Hydration};
-use super::readahead::{self, Readahead};
 use super::snapshot::PlanFile;
 use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
-use crate::io;
+use crate::fetch::{Fetcher, bridged};
 use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, PageSize, Pgno, TailIndex, Txid};
 use crate::store::{ListedFile, Store};
 use futures::future::try_join_all;
@@ -76,6 +75,8 @@ pub struct ReplicaStats {
     pub local_reads: AtomicU64,
     /// Pages brought along by a miss's ranged GET (readahead).
     pub pages_read_ahead: AtomicU64,
+    /// Pages a scan's prefetch brought (the rest of an interior page's children).
+    pub pages_prefetched: AtomicU64,
     /// Polls that listed the compacted levels to bridge a gap in level 0.
     pub follow_bridges: AtomicU64,
 }
@@ -84,15 +85,15 @@ pub struct ReplicaStats {
 pub struct Replica {
     config: ReplicaConfig,
     store: Store,
-    cache: PageCache,
+    cache: Arc<PageCache>,
     current: RwLock<Arc<Snapshot>>,
-    stats: ReplicaStats,
+    stats: Arc<ReplicaStats>,
     follow: Mutex<FollowState>,
     pub(crate) follow_status: Mutex<FollowStatus>,
     /// The process whose runtime runs the follower (a forked child starts its own).
     follower_pid: Mutex<Option<u32>>,
     hydration: Option<Hydration>,
-    readahead: Readahead,
+    fetcher: Fetcher,
 }
 
 static REGISTRY: Mutex<Option<HashMap<String, Weak<Replica>>>> = Mutex::new(None);
@@ -116,17 +117,26 @@ impl Replica {
         let (snapshot, listed) =
             Self::load_snapshot(&store, PlanTo::Target(Target::Latest), config.timeout)?;
         let hydration = config.hydrate.clone().map(Hydration::new);
+        let cache = Arc::new(PageCache::new(config.cache_size));
+        let stats = Arc::new(ReplicaStats::default());
+        let fetcher = Fetcher::new(
+            store.clone(),
+            cache.clone(),
+            stats.clone(),
+            config.cache_size,
+            config.timeout,
+        );
         let replica = Arc::new(Replica {
-            cache: PageCache::new(config.cache_size),
+            cache,
             config,
             store,
             current: RwLock::new(Arc::new(snapshot)),
-            stats: ReplicaStats::default(),
+            stats,
             follow: Mutex::new(FollowState::after_listing(&listed)),
             follow_status: Mutex::new(FollowStatus::default()),
             follower_pid: Mutex::new(None),
             hydration,
-            readahead: Readahead::default(),
+            fetcher,
         });
         replica.set_follow_result(None);
         replica.ensure_follower();
@@ -368,66 +378,11 @@ impl Replica {
         };
         if let Some(page) = self.cache.get(&key) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.fetcher.observe(snapshot, pgno, &page, false);
             return Ok(page);
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        // A window is compressed bytes; an eighth of the cache keeps what one GET brings
-        // (decompressed) from evicting the pages the scan has yet to use.
-        let window = self.readahead.window(pgno).min(self.config.cache_size / 8);
-        let frames = readahead::frames_to_fetch(snapshot, pgno, at, window, |q, r| {
-            self.cache.contains(&PageKey {
-                file: r.file,
-                pgno: q,
-            })
-        });
-        let end = frames
-            .last()
-            .map_or(at.offset + at.size, |(_, r)| r.offset + r.size);
-        let store = self.store.clone();
-        let bytes = bridged(
-            &self.store,
-            &format!("reading page {pgno} from {}", at.file),
-            async move { store.get_range(&at.file, at.offset..end).await },
-            self.config.timeout,
-        )?;
-        let mut wanted = None;
-        for (q, r) in frames {
-            let start = (r.offset - at.offset) as usize;
-            let frame = bytes
-                .get(start..start + r.size as usize)
-                .unwrap_or_default();
-            match ltx::decode_page(frame, q, snapshot.page_size) {
-                Ok(page) => {
-                    let page: Arc<[u8]> = page.into();
-                    self.cache.insert(
-                        PageKey {
-                            file: r.file,
-                            pgno: q,
-                        },
-                        page.clone(),
-                    );
-                    if q == pgno {
-                        wanted = Some(page);
-                    } else {
-                        self.stats.pages_read_ahead.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                // A neighbour that does not decode is reported when it is itself read.
-                Err(_) if q != pgno => break,
-                Err(source) => {
-                    return Err(Error::Corrupt {
-                        url: self.url().to_owned(),
-                        file: at.file,
-                        source,
-                    });
-                }
-            }
-        }
-        wanted.ok_or_else(|| Error::Corrupt {
-            url: self.url().to_owned(),
-            file: at.file,
-            source: ltx::Error::SnapshotIncomplete { missing: pgno },
-        })
+        self.fetcher.miss(snapshot, pgno, at)
     }
 }
 
@@ -469,22 +424,6 @@ async fn written_by<'a>(
             .map(|(id, _)| id),
     );
     Ok(sure)
-}
-
-/// Runs a store task on the IO runtime, turning a timeout into an [`Error::Io`]. The store
-/// gives up on its own within `timeout` (its retry budget); the wait here allows a margin so
-/// that its error, which says more, arrives first.
-fn bridged<T: Send + 'static>(
-    store: &Store,
-    what: &str,
-    task: impl std::future::Future<Output = Result<T>> + Send + 'static,
-    timeout: Duration,
-) -> Result<T> {
-    io::run(task, timeout + Duration::from_secs(2)).map_err(|e| Error::Io {
-        url: store.url().to_owned(),
-        what: what.to_owned(),
-        detail: e.to_string(),
-    })?
 }
 
 /// The headers and page indexes of files to apply, read all at once.

@@ -256,7 +256,7 @@ impl MainDb {
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},",
+                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
                 "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
@@ -272,6 +272,7 @@ impl MainDb {
             n(&r.follow_bridges),
             n(&r.local_reads),
             n(&r.pages_read_ahead),
+            n(&r.pages_prefetched),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),

@@ -5,8 +5,8 @@
 //! The window starts at [`BASE_WINDOW`] and doubles, up to [`MAX_WINDOW`], while misses walk
 //! forward through the page numbers (a scan); a miss elsewhere brings it back to the start.
 
-use super::{PageRef, Snapshot};
 use crate::ltx::Pgno;
+use crate::replica::{PageRef, Snapshot};
 use std::sync::Mutex;
 
 pub(crate) const BASE_WINDOW: u64 = 64 << 10;
