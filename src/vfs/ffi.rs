@@ -16,6 +16,7 @@
 use super::main_db::{LockLevel, MainDb, Pragma};
 use super::{names, options};
 use crate::error::Error;
+use crate::replica::PlanError;
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -186,9 +187,15 @@ fn guard(on_panic: c_int, body: impl FnOnce() -> c_int) -> c_int {
 /// The SQLite result code for an error, and the sentence that goes with it.
 fn error_code(e: &Error, opening: bool) -> c_int {
     match e {
-        // A damaged replica is corrupt whenever it shows, at the open too.
-        Error::Corrupt { .. } | Error::Plan { .. } => ffi::SQLITE_CORRUPT,
+        // A damaged replica is corrupt whenever it shows, at the open too; a target the
+        // replica cannot reach (nothing that early, no files) only cannot be opened.
+        Error::Corrupt { .. }
+        | Error::Plan {
+            source: PlanError::Gap { .. },
+            ..
+        } => ffi::SQLITE_CORRUPT,
         _ if opening => ffi::SQLITE_CANTOPEN,
+        Error::Plan { .. } => ffi::SQLITE_CORRUPT,
         Error::Io { .. } | Error::Vanished { .. } | Error::Local { .. } => ffi::SQLITE_IOERR_READ,
         Error::Config(_) | Error::NoReplicaUrl | Error::ReplicaNotFound { .. } => {
             ffi::SQLITE_IOERR_READ
