@@ -51,6 +51,13 @@ impl PageCache {
         self.lock().lru.contains(key)
     }
 
+    /// Inserts pages, as [`PageCache::insert`] each.
+    pub fn insert_all(&self, pages: impl IntoIterator<Item = (PageKey, Arc<[u8]>)>) {
+        for (key, page) in pages {
+            self.insert(key, page);
+        }
+    }
+
     /// Inserts a page, evicting the least recently used until the budget holds. A budget
     /// smaller than one page caches nothing.
     pub fn insert(&self, key: PageKey, page: Arc<[u8]>) {

@@ -11,7 +11,7 @@
 //! store error) makes the next poll list every level afresh. A new snapshot (level 9) is
 //! never needed.
 
-use super::replica::read_plan_files;
+use super::replica::{head_pages, read_plan_files};
 use super::{LtxFileId, Replica, SNAPSHOT_LEVEL, extend_chain};
 use crate::error::Result;
 use crate::io;
@@ -132,6 +132,8 @@ impl Replica {
             .collect();
         let files = read_plan_files(self.store(), &sized, Some(base.page_size)).await?;
         let next = Arc::new(base.advance(files.files));
+        // The new files' pages came with their headers (level 0 files are small, read whole).
+        self.cache().insert_all(head_pages(&next, &files.heads));
         let txid = next.txid;
         self.publish(&base, next);
         self.stats().follow_advances.fetch_add(1, Ordering::Relaxed);

@@ -20,6 +20,11 @@ use std::time::{Duration, SystemTime};
 /// holds the whole index of files up to a few thousand pages.
 const INDEX_TAIL_BYTES: u64 = 32 << 10;
 
+/// How much of a file's start to fetch with its header: the first frames (page 1, the
+/// schema, the roots of tables created with it) come in the same round trip, so a cold open
+/// need not ask for them again.
+const HEAD_BYTES: u64 = 64 << 10;
+
 /// How often a file vanishing under a plan makes us plan again before giving up.
 const REPLAN_ATTEMPTS: u32 = 3;
 
@@ -114,10 +119,11 @@ impl Replica {
             return Ok(replica);
         }
         let store = Store::from_url(&config.url, config.timeout)?;
-        let (snapshot, listed) =
+        let (snapshot, listed, warm) =
             Self::load_snapshot(&store, PlanTo::Target(Target::Latest), config.timeout)?;
         let hydration = config.hydrate.clone().map(Hydration::new);
         let cache = Arc::new(PageCache::new(config.cache_size));
+        cache.insert_all(warm);
         let stats = Arc::new(ReplicaStats::default());
         let fetcher = Fetcher::new(
             store.clone(),
@@ -227,8 +233,9 @@ impl Replica {
         if target == Target::Latest {
             return Ok(self.current());
         }
-        let (snap, _) =
+        let (snap, _, warm) =
             Self::load_snapshot(&self.store, PlanTo::Target(target), self.config.timeout)?;
+        self.cache.insert_all(warm);
         Ok(Arc::new(snap))
     }
 
@@ -243,11 +250,7 @@ impl Replica {
     /// Lists every level, plans the state at `target` (the newest if `None`) and reads the
     /// plan's page indexes, all levels and all files at once. A file that vanishes between
     /// the listing and the read (compaction, retention) means: list and plan again.
-    fn load_snapshot(
-        store: &Store,
-        target: PlanTo,
-        timeout: Duration,
-    ) -> Result<(Snapshot, Vec<LtxFileId>)> {
+    fn load_snapshot(store: &Store, target: PlanTo, timeout: Duration) -> Result<Loaded> {
         let mut attempt = 0;
         loop {
             match Self::load_snapshot_once(store, target, timeout) {
@@ -257,11 +260,7 @@ impl Replica {
         }
     }
 
-    fn load_snapshot_once(
-        store: &Store,
-        target: PlanTo,
-        timeout: Duration,
-    ) -> Result<(Snapshot, Vec<LtxFileId>)> {
+    fn load_snapshot_once(store: &Store, target: PlanTo, timeout: Duration) -> Result<Loaded> {
         let task_store = store.clone();
         let task = async move {
             let levels =
@@ -313,7 +312,9 @@ impl Replica {
                 url: task_store.url().to_owned(),
                 detail: "the restore plan is empty".into(),
             })?;
-            Ok((Snapshot::from_plan(page_size, files.files), ids))
+            let snapshot = Snapshot::from_plan(page_size, files.files);
+            let warm = head_pages(&snapshot, &files.heads);
+            Ok((snapshot, ids, warm))
         };
         // Listing, then headers and indexes, then the rest of a large index: three steps,
         // each bounded by `timeout` in the store.
@@ -335,14 +336,13 @@ impl Replica {
         match self.read_page_once(snapshot, pgno) {
             Err(Error::Vanished { .. }) => {
                 self.stats.replans.fetch_add(1, Ordering::Relaxed);
-                let fresh = Arc::new(
-                    Self::load_snapshot(
-                        &self.store,
-                        PlanTo::Exactly(snapshot.txid),
-                        self.config.timeout,
-                    )?
-                    .0,
-                );
+                let (fresh, _, warm) = Self::load_snapshot(
+                    &self.store,
+                    PlanTo::Exactly(snapshot.txid),
+                    self.config.timeout,
+                )?;
+                self.cache.insert_all(warm);
+                let fresh = Arc::new(fresh);
                 // Same TXID: it may stand in for the current snapshot too.
                 self.publish(snapshot, fresh.clone());
                 *snapshot = fresh;
@@ -431,6 +431,50 @@ pub(crate) struct PlanFiles {
     /// The page size they share; `None` if there were no files.
     pub(crate) page_size: Option<PageSize>,
     pub(crate) files: Vec<PlanFile>,
+    /// The first bytes of each file, fetched with its header, and the frames wholly in them.
+    pub(crate) heads: Vec<Head>,
+}
+
+/// The start of an LTX file: its bytes, and which frames (page, offset, size) lie wholly in
+/// them.
+pub(crate) struct Head {
+    file: LtxFileId,
+    bytes: bytes::Bytes,
+    frames: Vec<(Pgno, u64, u64)>,
+}
+
+/// What a plan's load brings: the snapshot, the files listed, and the pages of the
+/// snapshot that came with the files' headers (decoded, for the cache).
+type Loaded = (Snapshot, Vec<LtxFileId>, Vec<(PageKey, Arc<[u8]>)>);
+
+/// The pages of `snapshot` whose newest copy lies in one of `heads`, decoded. A frame that
+/// does not decode is left for a reader to fetch (and report).
+pub(crate) fn head_pages(snapshot: &Snapshot, heads: &[Head]) -> Vec<(PageKey, Arc<[u8]>)> {
+    let mut pages = Vec::new();
+    for head in heads {
+        for &(pgno, offset, size) in &head.frames {
+            if snapshot
+                .page(pgno)
+                .is_none_or(|r| r.file != head.file || r.offset != offset)
+            {
+                continue;
+            }
+            let frame = head
+                .bytes
+                .get(offset as usize..(offset + size) as usize)
+                .unwrap_or_default();
+            if let Ok(page) = ltx::decode_page(frame, pgno, snapshot.page_size) {
+                pages.push((
+                    PageKey {
+                        file: head.file,
+                        pgno,
+                    },
+                    page.into(),
+                ));
+            }
+        }
+    }
+    pages
 }
 
 /// Reads the header and index of each `(file, size)`, in parallel, and checks that they all
@@ -449,9 +493,10 @@ pub(crate) async fn read_plan_files(
             .map(|(id, size)| read_header_and_index(store, *id, *size)),
     )
     .await?;
-    let page_size = expected.or_else(|| read.first().map(|(h, _)| h.page_size));
+    let page_size = expected.or_else(|| read.first().map(|(h, _, _)| h.page_size));
     let mut out = Vec::with_capacity(read.len());
-    for ((header, index), (id, _)) in read.into_iter().zip(files) {
+    let mut heads = Vec::with_capacity(read.len());
+    for ((header, index, head), (id, _)) in read.into_iter().zip(files) {
         if Some(header.page_size) != page_size {
             return Err(Error::Corrupt {
                 url: store.url().to_owned(),
@@ -463,34 +508,47 @@ pub(crate) async fn read_plan_files(
                 )),
             });
         }
+        let frames = index
+            .entries()
+            .iter()
+            .filter(|e| e.offset + e.size <= head.len() as u64)
+            .map(|e| (e.pgno, e.offset, e.size))
+            .collect();
+        heads.push(Head {
+            file: *id,
+            bytes: head,
+            frames,
+        });
         out.push((*id, header.commit, header.timestamp_ms, index));
     }
     Ok(PlanFiles {
         page_size,
         files: out,
+        heads,
     })
 }
 
-/// A file's header and page index: one ranged GET of its last 32 KiB (the whole file if
-/// smaller), plus the header's 100 bytes and the rest of a larger index when needed.
+/// A file's header, page index and first bytes: one ranged GET of its last 32 KiB and one
+/// of its first [`HEAD_BYTES`] (one GET of the whole file if that covers both), plus the rest
+/// of a larger index when needed.
 async fn read_header_and_index(
     store: &Store,
     id: LtxFileId,
     size: u64,
-) -> Result<(Header, PageIndex)> {
+) -> Result<(Header, PageIndex, bytes::Bytes)> {
     let corrupt = |source| Error::Corrupt {
         url: store.url().to_owned(),
         file: id,
         source,
     };
     let tail_start = size.saturating_sub(INDEX_TAIL_BYTES);
-    let (tail, head) = if tail_start == 0 {
+    let (tail, head) = if tail_start <= HEAD_BYTES {
         let all = store.get_range(&id, 0..size).await?;
         (all.clone(), all)
     } else {
         futures::future::try_join(
             store.get_range(&id, tail_start..size),
-            store.get_range(&id, 0..HEADER_SIZE as u64),
+            store.get_range(&id, 0..HEAD_BYTES.max(HEADER_SIZE as u64)),
         )
         .await?
     };
@@ -514,5 +572,5 @@ async fn read_header_and_index(
         }
     };
     index.check_header(&header).map_err(corrupt)?;
-    Ok((header, index))
+    Ok((header, index, head))
 }
