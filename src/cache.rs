@@ -84,20 +84,25 @@ impl PageCache {
     }
 }
 
+/// Page `n` of one L0 file, for tests.
+#[cfg(test)]
+pub(crate) fn test_key(n: u32) -> PageKey {
+    PageKey {
+        file: LtxFileId {
+            level: 0,
+            min_txid: crate::ltx::Txid(1),
+            max_txid: crate::ltx::Txid(1),
+        },
+        pgno: Pgno::new(n).unwrap_or(Pgno::ONE),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ltx::Txid;
 
     fn key(n: u32) -> PageKey {
-        PageKey {
-            file: LtxFileId {
-                level: 0,
-                min_txid: Txid(1),
-                max_txid: Txid(1),
-            },
-            pgno: Pgno::new(n).unwrap(),
-        }
+        test_key(n)
     }
 
     #[test]

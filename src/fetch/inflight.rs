@@ -95,20 +95,8 @@ impl Drop for Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ltx::{Pgno, Txid};
-    use crate::replica::LtxFileId;
+    use crate::cache::test_key as key;
     use std::time::Duration;
-
-    fn key(n: u32) -> PageKey {
-        PageKey {
-            file: LtxFileId {
-                level: 0,
-                min_txid: Txid(1),
-                max_txid: Txid(1),
-            },
-            pgno: Pgno::new(n).unwrap(),
-        }
-    }
 
     #[test]
     fn a_claimed_page_is_not_claimed_twice_and_waiters_wake_on_release() {

@@ -440,38 +440,46 @@ unsafe fn text_args(
         .collect()
 }
 
-/// Sets a SQL function's result: text, or an error with its sentence.
-fn set_result(api: &SqliteApi, ctx: *mut ffi::sqlite3_context, result: Result<String, String>) {
-    let (ok, text) = match result {
-        Ok(text) => (true, c_string(&text)),
-        Err(text) => (false, c_string(&text)),
-    };
-    // SAFETY: `ctx` is the context SQLite passed to the function; the text is NUL-terminated
-    // (length -1) and SQLite copies it (SQLITE_TRANSIENT) before we drop it.
-    unsafe {
-        if ok {
-            (api.result_text)(ctx, text.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
-        } else {
-            (api.result_error)(ctx, text.as_ptr(), -1);
+/// Runs a SQL function's body on its arguments (as text) and sets its result: text, NULL
+/// (`Ok(None)`), or an error with its sentence.
+///
+/// # Safety
+/// `ctx`, `argc` and `argv` are what SQLite passed to the function.
+unsafe fn sql_function(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+    body: impl FnOnce(&SqliteApi, &[Option<String>]) -> Result<Option<String>, String>,
+) {
+    guard(0, || {
+        let Some(api) = api() else { return 0 };
+        // SAFETY: SQLite's own arguments, per the contract.
+        let args = unsafe { text_args(api, argc, argv) };
+        let result = body(api, &args);
+        // SAFETY: `ctx` is the function's context; texts are NUL-terminated (length -1)
+        // and SQLite copies them (SQLITE_TRANSIENT) before they are dropped.
+        unsafe {
+            match result {
+                Ok(Some(text)) => {
+                    let text = c_string(&text);
+                    (api.result_text)(ctx, text.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
+                }
+                Ok(None) => (api.result_null)(ctx),
+                Err(text) => (api.result_error)(ctx, c_string(&text).as_ptr(), -1),
+            }
         }
-    }
+        0
+    });
 }
 
 /// `ltx_last_error()`: the process's last error sentence (why an open failed), or NULL.
 unsafe extern "C" fn x_ltx_last_error(
     ctx: *mut ffi::sqlite3_context,
-    _argc: c_int,
-    _argv: *mut *mut ffi::sqlite3_value,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
 ) {
-    guard(0, || {
-        let Some(api) = api() else { return 0 };
-        match super::last_error() {
-            Some(text) => set_result(api, ctx, Ok(text)),
-            // SAFETY: the context SQLite passed to the function.
-            None => unsafe { (api.result_null)(ctx) },
-        }
-        0
-    });
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, |_, _| Ok(super::last_error())) }
 }
 
 unsafe extern "C" fn x_ltx_register(
@@ -479,20 +487,19 @@ unsafe extern "C" fn x_ltx_register(
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    guard(0, || {
-        let Some(api) = api() else { return 0 };
-        // SAFETY: SQLite's own arguments.
-        let args = unsafe { text_args(api, argc, argv) };
-        let result = crate::ext::ltx_register(&args, |name| {
-            // SAFETY: the registered VFS is ours, so its pAppData is the default VFS.
+    let body = |api: &SqliteApi, args: &[Option<String>]| {
+        crate::ext::ltx_register(args, |name| {
+            // SAFETY: vfs_find takes a NUL-terminated name; a registered VFS is never freed.
             let ours = unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) };
             (!ours.is_null()).then_some(())?;
             // The name as SQLite will hand it to xOpen: the default VFS's full path.
+            // SAFETY: `ours` is our registered VFS, whose pAppData is the default VFS.
             full_pathname(unsafe { base_vfs(ours) }, name)
-        });
-        set_result(api, ctx, result);
-        0
-    });
+        })
+        .map(Some)
+    };
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, body) }
 }
 
 unsafe extern "C" fn x_ltx_default_vfs(
@@ -500,31 +507,14 @@ unsafe extern "C" fn x_ltx_default_vfs(
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
-    guard(0, || {
-        let Some(api) = api() else { return 0 };
-        // SAFETY: SQLite's own arguments.
-        let args = unsafe { text_args(api, argc, argv) };
-        let on = match crate::ext::switch(args.first().cloned().flatten().as_deref()) {
-            Some(on) => on,
-            None => {
-                set_result(
-                    api,
-                    ctx,
-                    Err("usage: ltx_default_vfs(1) or ltx_default_vfs(0)".into()),
-                );
-                return 0;
-            }
-        };
+    let body = |api: &SqliteApi, args: &[Option<String>]| {
+        let on = crate::ext::switch(args.first().cloned().flatten().as_deref())
+            .ok_or("usage: ltx_default_vfs(1) or ltx_default_vfs(0)")?;
         let _serial = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: vfs_find takes a NUL-terminated name; a registered VFS is never freed.
         let ours = unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) };
         if ours.is_null() {
-            set_result(
-                api,
-                ctx,
-                Err("ltx_default_vfs: the ltx VFS is not registered".into()),
-            );
-            return 0;
+            return Err("ltx_default_vfs: the ltx VFS is not registered".into());
         }
         // Registering a registered VFS again only moves it: the first is the default.
         // SAFETY: `ours` is registered, and its pAppData (the VFS that was the default
@@ -536,13 +526,13 @@ unsafe extern "C" fn x_ltx_default_vfs(
                 .to_string_lossy()
                 .into_owned()
         });
-        let result = match (rc, now) {
-            (ffi::SQLITE_OK, Some(name)) => Ok(name),
+        match (rc, now) {
+            (ffi::SQLITE_OK, Some(name)) => Ok(Some(name)),
             _ => Err(format!("ltx_default_vfs: SQLite refused (error {rc})")),
-        };
-        set_result(api, ctx, result);
-        0
-    });
+        }
+    };
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, body) }
 }
 
 /// `name` made absolute by the VFS `vfs`, as SQLite does before it opens a file.

@@ -51,6 +51,16 @@ fn damage_frames(bytes: &mut [u8], at: usize, mask: u8) {
 }
 
 #[test]
+fn frames_holding_other_pages_are_corrupt() {
+    // Each frame's page number (page header byte 3) changed: the index still points at each
+    // frame, but what it holds is not the page asked for.
+    let replica = copy_fixture_replica("0.5.15", "damaged-frames", |bytes| {
+        damage_frames(bytes, 3, 0x40)
+    });
+    assert_query_corrupt(&replica, "expected page");
+}
+
+#[test]
 fn flipped_bits_in_legacy_frames_are_corrupt() {
     // 0.5.15's LZ4 frames carry an xxh32 of the page: a flip anywhere in the data shows.
     let replica = copy_fixture_replica("0.5.15", "corrupt-legacy", |bytes| {
