@@ -4,6 +4,10 @@ import type { Database, Options } from 'better-sqlite3';
 export interface Settings {
   /** Memory cache for decompressed pages, e.g. "64MiB". */
   cache_size?: string | number;
+  /** Also keep pages on disk in this directory, across restarts and processes. */
+  cache_dir?: string;
+  /** The disk cache's budget, e.g. "1GiB". */
+  cache_dir_size?: string | number;
   /** Longest wait for one store operation, retries included, e.g. "30s". */
   timeout?: string;
   /** How often to look for new transactions, e.g. "1s"; 0: never. */

@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SETTINGS = ['cache_size', 'timeout', 'poll', 'hydrate', 'txid', 'time'];
+const SETTINGS = ['cache_size', 'cache_dir', 'cache_dir_size', 'timeout', 'poll', 'hydrate', 'txid', 'time'];
 
 /** The path of the extension library inside this package. */
 function getLoadablePath() {

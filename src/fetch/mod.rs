@@ -14,7 +14,7 @@ mod btree;
 mod inflight;
 mod readahead;
 
-use crate::cache::{PageCache, PageKey};
+use crate::cache::{DiskCache, PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::io;
 use crate::ltx::{self, Pgno};
@@ -45,6 +45,7 @@ const SCAN_STEP: usize = 3;
 pub(crate) struct Fetcher {
     store: Store,
     cache: Arc<PageCache>,
+    disk: Option<Arc<DiskCache>>,
     inflight: Arc<InFlight>,
     readahead: Readahead,
     scan: Mutex<ScanState>,
@@ -74,6 +75,7 @@ impl Fetcher {
     pub(crate) fn new(
         store: Store,
         cache: Arc<PageCache>,
+        disk: Option<Arc<DiskCache>>,
         stats: Arc<ReplicaStats>,
         cache_size: u64,
         timeout: Duration,
@@ -81,6 +83,7 @@ impl Fetcher {
         Fetcher {
             store,
             cache,
+            disk,
             inflight: Arc::default(),
             readahead: Readahead::default(),
             scan: Mutex::default(),
@@ -88,6 +91,10 @@ impl Fetcher {
             cache_size,
             timeout,
         }
+    }
+
+    pub(crate) fn disk(&self) -> Option<&DiskCache> {
+        self.disk.as_deref()
     }
 
     fn corrupt(&self, file: LtxFileId, source: ltx::Error) -> Error {
@@ -109,6 +116,11 @@ impl Fetcher {
             file: at.file,
             pgno,
         };
+        if let Some(page) = self.disk.as_ref().and_then(|d| d.get(&key)) {
+            self.cache.insert(key, page.clone());
+            self.observe(snapshot, pgno, &page, true);
+            return Ok(page);
+        }
         if self.inflight.contains(&key) {
             let inflight = self.inflight.clone();
             io::run(async move { inflight.wait(&key).await }, self.timeout).ok();
@@ -150,13 +162,14 @@ impl Fetcher {
             match ltx::decode_page(frame, q, snapshot.page_size) {
                 Ok(page) => {
                     let page: Arc<[u8]> = page.into();
-                    self.cache.insert(
-                        PageKey {
-                            file: r.file,
-                            pgno: q,
-                        },
-                        page.clone(),
-                    );
+                    let k = PageKey {
+                        file: r.file,
+                        pgno: q,
+                    };
+                    if let Some(disk) = &self.disk {
+                        disk.put(&k, &page);
+                    }
+                    self.cache.insert(k, page.clone());
                     if q == pgno {
                         wanted = Some(page);
                     } else {
@@ -232,7 +245,17 @@ impl Fetcher {
                     file: r.file,
                     pgno: *q,
                 };
-                !self.cache.contains(&k) && !self.inflight.contains(&k)
+                if self.cache.contains(&k) || self.inflight.contains(&k) {
+                    return false;
+                }
+                // On disk: into memory now, no GET.
+                match self.disk.as_ref().and_then(|d| d.get(&k)) {
+                    Some(page) => {
+                        self.cache.insert(k, page);
+                        false
+                    }
+                    None => true,
+                }
             })
             .collect();
         if wanted.is_empty() {
@@ -246,7 +269,12 @@ impl Fetcher {
                 file: r.file,
                 pgno: *q,
             }));
-        let (store, cache, stats) = (self.store.clone(), self.cache.clone(), self.stats.clone());
+        let (store, cache, disk, stats) = (
+            self.store.clone(),
+            self.cache.clone(),
+            self.disk.clone(),
+            self.stats.clone(),
+        );
         let page_size = snapshot.page_size;
         let timeout = self.timeout;
         let task = async move {
@@ -269,13 +297,14 @@ impl Fetcher {
                             .get(start..start + r.size as usize)
                             .unwrap_or_default();
                         if let Ok(page) = ltx::decode_page(frame, *q, page_size) {
-                            cache.insert(
-                                PageKey {
-                                    file: r.file,
-                                    pgno: *q,
-                                },
-                                page.into(),
-                            );
+                            let k = PageKey {
+                                file: r.file,
+                                pgno: *q,
+                            };
+                            if let Some(disk) = &disk {
+                                disk.put(&k, &page);
+                            }
+                            cache.insert(k, page.into());
                             stats.pages_prefetched.fetch_add(1, Ordering::Relaxed);
                         }
                     }

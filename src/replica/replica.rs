@@ -5,7 +5,7 @@ use super::follower::{self, FollowState, FollowStatus};
 use super::hydrator::{self, Hydration};
 use super::snapshot::PlanFile;
 use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
-use crate::cache::{PageCache, PageKey};
+use crate::cache::{DiskCache, PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::fetch::{Fetcher, bridged};
 use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, PageSize, Pgno, TailIndex, Txid};
@@ -64,6 +64,10 @@ pub struct ReplicaConfig {
     pub poll: Duration,
     /// Where to keep a local copy of the whole database (hydration), if anywhere.
     pub hydrate: Option<std::path::PathBuf>,
+    /// Where to keep pages across processes and restarts (the disk cache), if anywhere.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// The disk cache's budget in bytes.
+    pub cache_dir_size: u64,
 }
 
 /// Counters for `PRAGMA ltx_stats`.
@@ -125,9 +129,21 @@ impl Replica {
         let cache = Arc::new(PageCache::new(config.cache_size));
         cache.insert_all(warm);
         let stats = Arc::new(ReplicaStats::default());
+        let disk = match &config.cache_dir {
+            Some(root) => Some(Arc::new(
+                DiskCache::open(root, &config.url, config.cache_dir_size).map_err(|e| {
+                    Error::Local {
+                        path: root.display().to_string(),
+                        detail: format!("cannot make the cache directory: {e}"),
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let fetcher = Fetcher::new(
             store.clone(),
             cache.clone(),
+            disk,
             stats.clone(),
             config.cache_size,
             config.timeout,
@@ -167,6 +183,11 @@ impl Replica {
 
     pub fn cache(&self) -> &PageCache {
         &self.cache
+    }
+
+    /// The disk cache, when `cache_dir` is set.
+    pub fn disk_cache(&self) -> Option<&DiskCache> {
+        self.fetcher.disk()
     }
 
     /// Starts the follower if this process has none running for this replica (first open,

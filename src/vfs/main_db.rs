@@ -252,11 +252,13 @@ impl MainDb {
         let r = self.replica.stats();
         let s = self.replica.store().stats();
         let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let disk = self.replica.disk_cache().map(|d| &d.stats);
         format!(
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
                 "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
+                "\"disk_hits\":{},\"disk_writes\":{},\"disk_rejects\":{},",
                 "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
@@ -273,6 +275,9 @@ impl MainDb {
             n(&r.local_reads),
             n(&r.pages_read_ahead),
             n(&r.pages_prefetched),
+            disk.map_or(0, |d| n(&d.hits)),
+            disk.map_or(0, |d| n(&d.writes)),
+            disk.map_or(0, |d| n(&d.rejects)),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),

@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The settings a name may carry: the URI parameters of a `file:` name opened through `ltx`.
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 9] = [
     "replica",
     "cache_size",
+    "cache_dir",
+    "cache_dir_size",
     "timeout",
     "poll",
     "hydrate",

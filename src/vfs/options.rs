@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 pub(crate) const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_CACHE_DIR_SIZE: u64 = 1 << 30;
 
 /// Resolves a database's settings. `uri` returns a URI parameter of the database's name;
 /// `env` an environment variable.
@@ -52,12 +53,19 @@ pub(crate) fn resolve(
         })?,
         None => DEFAULT_POLL,
     };
+    let cache_dir_size = match pick("cache_dir_size", &["LTXVFS_CACHE_DIR_SIZE"]) {
+        Some((from, v)) => parse_size(&v)
+            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size (e.g. 1GiB)")))?,
+        None => DEFAULT_CACHE_DIR_SIZE,
+    };
     Ok(ReplicaConfig {
         url,
         cache_size,
         timeout,
         poll,
         hydrate: pick("hydrate", &["LTXVFS_HYDRATE"]).map(|(_, p)| p.into()),
+        cache_dir: pick("cache_dir", &["LTXVFS_CACHE_DIR"]).map(|(_, p)| p.into()),
+        cache_dir_size,
     })
 }
 

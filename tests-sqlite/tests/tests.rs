@@ -4,6 +4,8 @@
 
 #[path = "it/corrupt.rs"]
 mod corrupt;
+#[path = "it/disk_cache.rs"]
+mod disk_cache;
 #[path = "it/errors.rs"]
 mod errors;
 #[path = "it/faults.rs"]

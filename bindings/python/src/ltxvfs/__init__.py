@@ -18,7 +18,7 @@ __all__ = ["loadable_path", "load", "connect", "last_error", "SETTINGS"]
 __version__ = "0.1.0"
 
 #: The settings ``connect`` takes, as the extension's URI parameters name them.
-SETTINGS = ("cache_size", "timeout", "poll", "hydrate", "txid", "time")
+SETTINGS = ("cache_size", "cache_dir", "cache_dir_size", "timeout", "poll", "hydrate", "txid", "time")
 
 _NO_EXTENSIONS = (
     "this Python's sqlite3 module cannot load extensions (it was built without "

@@ -1,6 +1,11 @@
 //! The memory page cache: decompressed pages keyed by (LTX file, pgno), least recently used
 //! evicted first, bounded in bytes. LTX files never change, so an entry never goes stale; a
-//! new snapshot only changes which file a page number points at.
+//! new snapshot only changes which file a page number points at. [`disk`] keeps pages across
+//! processes and restarts (`cache_dir`).
+
+mod disk;
+
+pub use disk::{DiskCache, DiskStats};
 
 use crate::ltx::Pgno;
 use crate::replica::LtxFileId;
