@@ -565,6 +565,10 @@ async fn read_header_and_index(
     let tail_start = size.saturating_sub(INDEX_TAIL_BYTES);
     let (tail, head) = if tail_start <= HEAD_BYTES {
         let all = store.get_range(&id, 0..size).await?;
+        // The whole file is here: check all of it, file checksum included. (A block-encoded
+        // frame has no checksum of its own, so a flipped literal in a frame read alone
+        // would go unnoticed; docs/ltx-format.md.)
+        ltx::decode_file(&all, |_, _| Ok(())).map_err(corrupt)?;
         (all.clone(), all)
     } else {
         futures::future::try_join(

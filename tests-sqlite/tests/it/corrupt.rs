@@ -50,33 +50,80 @@ fn damage_frames(bytes: &mut [u8], at: usize, mask: u8) {
     }
 }
 
+// The fixtures' files are small: an open reads each whole (header, index and first 64 KiB
+// in one GET) and checks all of it, file checksum included, so damage anywhere in them is
+// found at the open.
+
 #[test]
-fn frames_holding_other_pages_are_corrupt() {
-    // Each frame's page number (page header byte 3) changed: the index still points at each
-    // frame, but what it holds is not the page asked for.
+fn frames_holding_other_pages_are_corrupt_at_open() {
+    // Each frame's page number (page header byte 3) changed.
     let replica = copy_fixture_replica("0.5.15", "damaged-frames", |bytes| {
         damage_frames(bytes, 3, 0x40)
     });
-    assert_query_corrupt(&replica, "expected page");
+    assert_open_corrupt(&replica, ".ltx", "corrupt");
 }
 
 #[test]
-fn flipped_bits_in_legacy_frames_are_corrupt() {
-    // 0.5.15's LZ4 frames carry an xxh32 of the page: a flip anywhere in the data shows.
+fn flipped_bits_in_legacy_frames_are_corrupt_at_open() {
     let replica = copy_fixture_replica("0.5.15", "corrupt-legacy", |bytes| {
         damage_frames(bytes, 40, 0x01)
     });
-    assert_query_corrupt(&replica, "page");
+    assert_open_corrupt(&replica, ".ltx", "corrupt");
 }
 
 #[test]
-fn flipped_bits_in_block_frames_are_corrupt_where_lz4_can_tell() {
-    // 0.5.17's blocks have no checksum (docs/ltx-format.md): a flip in a literal decodes to
-    // other bytes unnoticed, one in a sequence token (here: the first, whose literal length
-    // changes) breaks the block's lengths.
-    let replica = copy_fixture_replica("0.5.17", "corrupt-block", |bytes| {
-        damage_frames(bytes, 10, 0xf0)
+fn a_flipped_literal_in_a_block_frame_is_corrupt_at_open_in_a_file_read_whole() {
+    // One bit of the last byte of each frame: in an LZ4 block that is a literal, which
+    // decodes to another byte without complaint; only the file checksum tells.
+    let replica = copy_fixture_replica("0.5.17", "corrupt-literal", |bytes| {
+        damage_frames(bytes, usize::MAX, 0x01)
     });
+    assert_open_corrupt(&replica, ".ltx", "checksum");
+}
+
+#[test]
+fn damaged_frames_in_a_large_file_are_corrupt_when_read() {
+    // A snapshot too large to read whole at open: frames past its first 64 KiB are read
+    // alone, when a query needs them, and checked for page number and lengths.
+    use ltxvfs_sqlite_tests::{Primary, Target, util};
+    let primary = Primary::start(
+        "0.5.17",
+        "corrupt-large",
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT)",
+        "1m",
+        Target::File,
+    );
+    primary.commit(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO items SELECT i, hex(randomblob(200)) FROM n",
+    );
+    primary.settle();
+    let src = primary.dir.join("replica");
+    let replica = util::scratch_dir("corrupt-large-copy").join("replica");
+    let mut damaged = 0;
+    for (id, path) in util::replica_files(&src) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if bytes.len() > 256 << 10 {
+            let summary = decode_file(&bytes, |_, _| Ok(())).unwrap();
+            for e in summary
+                .index
+                .entries()
+                .iter()
+                .filter(|e| e.offset > 128 << 10)
+            {
+                // The LZ4 token of each frame's block: its literal length changes.
+                bytes[e.offset as usize + 10] ^= 0xf0;
+                damaged += 1;
+            }
+        }
+        let to = replica
+            .join("ltx")
+            .join(id.level.to_string())
+            .join(path.file_name().unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+    assert!(damaged > 10, "no large file to damage");
     assert_query_corrupt(&replica, "page");
 }
 
