@@ -263,12 +263,19 @@ impl Fetcher {
         }
         wanted.sort_by_key(|(_, r)| (r.file, r.offset));
         let spans = spans(wanted);
-        let claim = self
-            .inflight
-            .claim(spans.iter().flat_map(|s| &s.frames).map(|(q, r)| PageKey {
-                file: r.file,
-                pgno: *q,
-            }));
+        // A claim per span: a reader waiting for one page waits for its span only.
+        let claimed: Vec<_> = spans
+            .into_iter()
+            .map(|span| {
+                let claim = self
+                    .inflight
+                    .claim(span.frames.iter().map(|(q, r)| PageKey {
+                        file: r.file,
+                        pgno: *q,
+                    }));
+                (span, claim)
+            })
+            .collect();
         let (store, cache, disk, stats) = (
             self.store.clone(),
             self.cache.clone(),
@@ -278,17 +285,17 @@ impl Fetcher {
         let page_size = snapshot.page_size;
         let timeout = self.timeout;
         let task = async move {
-            let fetches = futures::stream::iter(spans).map(|span| {
+            let fetches = futures::stream::iter(claimed).map(|(span, claim)| {
                 let store = store.clone();
                 async move {
                     let bytes = store.get_range(&span.file, span.bytes.clone()).await.ok()?;
-                    Some((span, bytes))
+                    Some((span, claim, bytes))
                 }
             });
             let mut done = fetches.buffer_unordered(PREFETCH_PARALLEL);
             let all = async {
                 while let Some(fetched) = done.next().await {
-                    let Some((span, bytes)) = fetched else {
+                    let Some((span, claim, bytes)) = fetched else {
                         continue;
                     };
                     for (q, r) in &span.frames {
@@ -308,10 +315,12 @@ impl Fetcher {
                             stats.pages_prefetched.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    // Its pages are cached: whoever waits for them goes on.
+                    drop(claim);
                 }
             };
+            // Spans not done by then are dropped, and their claims with them.
             let _ = tokio::time::timeout(timeout, all).await;
-            drop(claim);
         };
         // Without a runtime there is no prefetch; reads go on without it.
         let _ = io::spawn(task);
