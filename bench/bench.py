@@ -148,6 +148,11 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=20)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--scenarios", default="cold,lookups,count,idle1,idle8,lag",
+                    help="which measurements, comma-separated (a quicker A/B run: cold,count)")
+    ap.add_argument("--readers", default="ltxvfs,litestream,local",
+                    help="which readers, comma-separated")
+    ap.add_argument("--lib", type=Path, help="the ltxvfs library to measure (default: target/release)")
     args = ap.parse_args()
     root = args.root.resolve()
     tools = root / ".tools"
@@ -195,15 +200,16 @@ def main() -> None:
 
             proxy_url = f"http://127.0.0.1:{proxy_port}"
             readers = {
-                "ltxvfs": ["--vfs", "ltx", "--lib", str(root / "target/release/libltxvfs"),
+                "ltxvfs": ["--vfs", "ltx", "--lib", str(args.lib or root / "target/release/libltxvfs"),
                            "--url", f"s3://bench/app.db?endpoint={proxy_url}%26region=us-east-1%26forcePathStyle=true"],
                 "litestream": ["--vfs", "litestream", "--lib",
                                str(tools / "litestream-vfs/lib/python3.11/site-packages/litestream_vfs/litestream-vfs")],
                 "local": ["--vfs", "local"],
             }
             reader_env = dict(env, LITESTREAM_REPLICA_URL=f"s3://bench/app.db?endpoint={proxy_url}&region=us-east-1&forcePathStyle=true")
-            results: dict[str, dict] = {name: {} for name in readers}
-            for scenario in ["cold", "lookups", "count", "idle1", "idle8", "lag"]:
+            readers = {n: o for n, o in readers.items() if n in args.readers.split(",")}
+            results: dict[str, dict] = {name: {} for name in ("ltxvfs", "litestream", "local")}
+            for scenario in args.scenarios.split(","):
                 for name, opts in readers.items():
                     if name == "local" and scenario in ("idle1", "idle8", "lag", "cold"):
                         continue
