@@ -16,9 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
-/// How much of a file's end to fetch first for its page index: Litestream's estimate, which
-/// holds the whole index of files up to a few thousand pages.
-const INDEX_TAIL_BYTES: u64 = 32 << 10;
+/// How much of a file's end to fetch first for its page index: at least Litestream's 32 KiB
+/// estimate, and a 64th of the file, so that one GET holds the whole index of a large
+/// snapshot too (an entry takes about 7 bytes; a page compresses to a kilobyte or more).
+const INDEX_TAIL_MIN: u64 = 32 << 10;
+const INDEX_TAIL_MAX: u64 = 1 << 20;
+
+fn index_tail_bytes(file_size: u64) -> u64 {
+    (file_size / 64).clamp(INDEX_TAIL_MIN, INDEX_TAIL_MAX)
+}
 
 /// How much of a file's start to fetch with its header: the first frames (page 1, the
 /// schema, the roots of tables created with it) come in the same round trip, so a cold open
@@ -549,9 +555,9 @@ pub(crate) async fn read_plan_files(
     })
 }
 
-/// A file's header, page index and first bytes: one ranged GET of its last 32 KiB and one
-/// of its first [`HEAD_BYTES`] (one GET of the whole file if that covers both), plus the rest
-/// of a larger index when needed.
+/// A file's header, page index and first bytes: one ranged GET of its end (see
+/// [`index_tail_bytes`]) and one of its first [`HEAD_BYTES`] (one GET of the whole file if
+/// that covers both), plus the rest of a larger index when needed.
 async fn read_header_and_index(
     store: &Store,
     id: LtxFileId,
@@ -562,7 +568,7 @@ async fn read_header_and_index(
         file: id,
         source,
     };
-    let tail_start = size.saturating_sub(INDEX_TAIL_BYTES);
+    let tail_start = size.saturating_sub(index_tail_bytes(size));
     let (tail, head) = if tail_start <= HEAD_BYTES {
         let all = store.get_range(&id, 0..size).await?;
         // The whole file is here: check all of it, file checksum included. (A block-encoded
