@@ -155,21 +155,9 @@ impl Fetcher {
         )?;
         let mut wanted = None;
         for (q, r) in frames {
-            let start = (r.offset - at.offset) as usize;
-            let frame = bytes
-                .get(start..start + r.size as usize)
-                .unwrap_or_default();
-            match ltx::decode_page(frame, q, snapshot.page_size) {
+            match ltx::decode_page(frame_in(&bytes, at.offset, &r), q, snapshot.page_size) {
                 Ok(page) => {
-                    let page: Arc<[u8]> = page.into();
-                    let k = PageKey {
-                        file: r.file,
-                        pgno: q,
-                    };
-                    if let Some(disk) = &self.disk {
-                        disk.put(&k, &page);
-                    }
-                    self.cache.insert(k, page.clone());
+                    let page = keep(&self.cache, self.disk.as_deref(), q, &r, page);
                     if q == pgno {
                         wanted = Some(page);
                     } else {
@@ -193,6 +181,9 @@ impl Fetcher {
     /// rest of them.
     pub(crate) fn observe(&self, snapshot: &Snapshot, pgno: Pgno, page: &[u8], missed: bool) {
         let children = btree::interior_children(pgno, page);
+        if children.is_none() && !missed {
+            return;
+        }
         let mut scan = self.scan.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(children) = children {
             scan.interiors.retain(|(p, _, _)| *p != pgno);
@@ -299,19 +290,9 @@ impl Fetcher {
                         continue;
                     };
                     for (q, r) in &span.frames {
-                        let start = (r.offset - span.bytes.start) as usize;
-                        let frame = bytes
-                            .get(start..start + r.size as usize)
-                            .unwrap_or_default();
+                        let frame = frame_in(&bytes, span.bytes.start, r);
                         if let Ok(page) = ltx::decode_page(frame, *q, page_size) {
-                            let k = PageKey {
-                                file: r.file,
-                                pgno: *q,
-                            };
-                            if let Some(disk) = &disk {
-                                disk.put(&k, &page);
-                            }
-                            cache.insert(k, page.into());
+                            keep(&cache, disk.as_deref(), *q, r, page);
                             stats.pages_prefetched.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -325,6 +306,31 @@ impl Fetcher {
         // Without a runtime there is no prefetch; reads go on without it.
         let _ = io::spawn(task);
     }
+}
+
+/// Frame `r` in `bytes`, a range of its file starting at byte `base` (empty if outside).
+fn frame_in<'a>(bytes: &'a [u8], base: u64, r: &PageRef) -> &'a [u8] {
+    let start = (r.offset - base) as usize;
+    bytes
+        .get(start..start + r.size as usize)
+        .unwrap_or_default()
+}
+
+/// A fetched page into the memory cache, and the disk cache if there is one.
+fn keep(
+    cache: &PageCache,
+    disk: Option<&DiskCache>,
+    pgno: Pgno,
+    r: &PageRef,
+    page: Vec<u8>,
+) -> Arc<[u8]> {
+    let key = PageKey { file: r.file, pgno };
+    let page: Arc<[u8]> = page.into();
+    if let Some(disk) = disk {
+        disk.put(&key, &page);
+    }
+    cache.insert(key, page.clone());
+    page
 }
 
 /// `wanted` frames (sorted by file and offset) grouped into GETs: one range per run of

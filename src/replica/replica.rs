@@ -462,46 +462,33 @@ pub(crate) struct PlanFiles {
     pub(crate) heads: Vec<Head>,
 }
 
-/// The start of an LTX file: its bytes, and which frames (page, offset, size) lie wholly in
-/// them.
+/// The pages of an LTX file that came with its header (decoded once, when read).
 pub(crate) struct Head {
     file: LtxFileId,
-    bytes: bytes::Bytes,
-    frames: Vec<(Pgno, u64, u64)>,
+    pages: Vec<(Pgno, Arc<[u8]>)>,
 }
 
 /// What a plan's load brings: the snapshot, the files listed, and the pages of the
 /// snapshot that came with the files' headers (decoded, for the cache).
 type Loaded = (Snapshot, Vec<LtxFileId>, Vec<(PageKey, Arc<[u8]>)>);
 
-/// The pages of `snapshot` whose newest copy lies in one of `heads`, decoded. A frame that
-/// does not decode is left for a reader to fetch (and report).
+/// The pages of `heads` that are `snapshot`'s newest copies (a file holds a page once).
 pub(crate) fn head_pages(snapshot: &Snapshot, heads: &[Head]) -> Vec<(PageKey, Arc<[u8]>)> {
-    let mut pages = Vec::new();
-    for head in heads {
-        for &(pgno, offset, size) in &head.frames {
-            if snapshot
-                .page(pgno)
-                .is_none_or(|r| r.file != head.file || r.offset != offset)
-            {
-                continue;
-            }
-            let frame = head
-                .bytes
-                .get(offset as usize..(offset + size) as usize)
-                .unwrap_or_default();
-            if let Ok(page) = ltx::decode_page(frame, pgno, snapshot.page_size) {
-                pages.push((
-                    PageKey {
+    heads
+        .iter()
+        .flat_map(|head| {
+            head.pages
+                .iter()
+                .filter(|(pgno, _)| snapshot.page(*pgno).is_some_and(|r| r.file == head.file))
+                .map(|(pgno, page)| {
+                    let key = PageKey {
                         file: head.file,
-                        pgno,
-                    },
-                    page.into(),
-                ));
-            }
-        }
-    }
-    pages
+                        pgno: *pgno,
+                    };
+                    (key, page.clone())
+                })
+        })
+        .collect()
 }
 
 /// Reads the header and index of each `(file, size)`, in parallel, and checks that they all
@@ -535,16 +522,9 @@ pub(crate) async fn read_plan_files(
                 )),
             });
         }
-        let frames = index
-            .entries()
-            .iter()
-            .filter(|e| e.offset + e.size <= head.len() as u64)
-            .map(|e| (e.pgno, e.offset, e.size))
-            .collect();
         heads.push(Head {
             file: *id,
-            bytes: head,
-            frames,
+            pages: head,
         });
         out.push((*id, header.commit, header.timestamp_ms, index));
     }
@@ -555,26 +535,34 @@ pub(crate) async fn read_plan_files(
     })
 }
 
-/// A file's header, page index and first bytes: one ranged GET of its end (see
-/// [`index_tail_bytes`]) and one of its first [`HEAD_BYTES`] (one GET of the whole file if
-/// that covers both), plus the rest of a larger index when needed.
+/// A file's header, page index and the pages wholly in its first bytes, decoded: one
+/// ranged GET of its end (see [`index_tail_bytes`]) and one of its first [`HEAD_BYTES`] (one
+/// GET of the whole file if that covers both), plus the rest of a larger index when needed.
+/// A first-bytes frame that does not decode is left for a reader to fetch (and report).
 async fn read_header_and_index(
     store: &Store,
     id: LtxFileId,
     size: u64,
-) -> Result<(Header, PageIndex, bytes::Bytes)> {
+) -> Result<(Header, PageIndex, Vec<(Pgno, Arc<[u8]>)>)> {
     let corrupt = |source| Error::Corrupt {
         url: store.url().to_owned(),
         file: id,
         source,
     };
     let tail_start = size.saturating_sub(index_tail_bytes(size));
+    let mut whole_file_pages = None;
     let (tail, head) = if tail_start <= HEAD_BYTES {
         let all = store.get_range(&id, 0..size).await?;
-        // The whole file is here: check all of it, file checksum included. (A block-encoded
-        // frame has no checksum of its own, so a flipped literal in a frame read alone
-        // would go unnoticed; docs/ltx-format.md.)
-        ltx::decode_file(&all, |_, _| Ok(())).map_err(corrupt)?;
+        // The whole file is here: check all of it, file checksum included, keeping its pages.
+        // (A block-encoded frame has no checksum of its own, so a flipped literal in a frame
+        // read alone would go unnoticed; docs/ltx-format.md.)
+        let mut pages = Vec::new();
+        ltx::decode_file(&all, |pgno, page| {
+            pages.push((pgno, Arc::from(page)));
+            Ok(())
+        })
+        .map_err(corrupt)?;
+        whole_file_pages = Some(pages);
         (all.clone(), all)
     } else {
         futures::future::try_join(
@@ -603,5 +591,20 @@ async fn read_header_and_index(
         }
     };
     index.check_header(&header).map_err(corrupt)?;
-    Ok((header, index, head))
+    let pages = whole_file_pages.unwrap_or_else(|| {
+        index
+            .entries()
+            .iter()
+            // Frames lie in page order: the first past the head ends the walk.
+            .map_while(|e| {
+                let frame = head.get(e.offset as usize..(e.offset + e.size) as usize)?;
+                Some((e, frame))
+            })
+            .filter_map(|(e, frame)| {
+                let page = ltx::decode_page(frame, e.pgno, header.page_size).ok()?;
+                Some((e.pgno, page.into()))
+            })
+            .collect()
+    });
+    Ok((header, index, pages))
 }
