@@ -1,7 +1,8 @@
 //! The disk cache (`cache_dir`): decompressed pages that outlive the process, shared by the
 //! processes that read one replica.
 //!
-//! One file per page, at `DIR/<replica>/<level>/<min>-<max>/<pgno>`: every part a number
+//! One file per page, at `DIR/<replica>/<level>/<min>-<max>/<pgno>`, and one for the LTX
+//! file's header and page index beside them (`.../<min>-<max>/00000000`, page 0): every part a number
 //! we formatted (the replica's part is a hash of its URL), never a name the store gave, so
 //! nothing a replica holds can lead outside `DIR`. LTX files never change, so an entry
 //! never goes stale.
@@ -14,6 +15,7 @@
 
 use super::PageKey;
 use crate::ltx::crc64;
+use crate::replica::LtxFileId;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 const MAGIC: &[u8; 8] = b"ltxvfsp1";
-/// Magic, page number (u32), page length (u32), CRC-64 of the page (u64); all big-endian.
+/// Magic, tag (u32: the page number; 0 for a file's index), payload length (u32), CRC-64 of
+/// the payload (u64); all big-endian.
 const HEADER: usize = 8 + 4 + 4 + 8;
+/// A file's header and index, beside its pages: named as page 0, which no page is.
+const INDEX_NAME: &str = "00000000";
+const INDEX_TAG: u32 = 0;
 
 /// What the disk cache did, for `PRAGMA ltx_stats`.
 #[derive(Debug, Default)]
@@ -67,38 +73,65 @@ impl DiskCache {
         &self.dir
     }
 
+    fn file_dir(&self, file: &LtxFileId) -> PathBuf {
+        self.dir.join(file.level.to_string()).join(format!(
+            "{:016x}-{:016x}",
+            file.min_txid.get(),
+            file.max_txid.get()
+        ))
+    }
+
     fn path(&self, key: &PageKey) -> PathBuf {
-        self.dir
-            .join(key.file.level.to_string())
-            .join(format!(
-                "{:016x}-{:016x}",
-                key.file.min_txid.get(),
-                key.file.max_txid.get()
-            ))
+        self.file_dir(&key.file)
             .join(format!("{:08x}", key.pgno.get()))
     }
 
     /// The page, if a whole and undamaged copy is on disk.
     pub fn get(&self, key: &PageKey) -> Option<Arc<[u8]>> {
-        let path = self.path(key);
-        let bytes = fs::read(&path).ok()?;
-        match decode(key, &bytes) {
-            Some(page) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Some(page.into())
-            }
-            None => {
-                self.stats.rejects.fetch_add(1, Ordering::Relaxed);
-                let _ = fs::remove_file(&path);
-                None
-            }
-        }
+        self.read(&self.path(key), key.pgno.get())
+            .map(|page| page.into())
     }
 
     /// Stores a page unless it is there already. Failures (a full disk, a read-only
     /// directory) only mean the page is not cached.
     pub fn put(&self, key: &PageKey, page: &[u8]) {
-        let path = self.path(key);
+        self.write(&self.path(key), key.pgno.get(), page);
+    }
+
+    /// The header and page index of `file` (its first [`crate::ltx::HEADER_SIZE`] bytes,
+    /// then its encoded index entries), if a whole and undamaged copy is on disk: a restart
+    /// reads no index it has seen from the store.
+    pub fn get_index(&self, file: &LtxFileId) -> Option<Vec<u8>> {
+        self.read(&self.file_dir(file).join(INDEX_NAME), INDEX_TAG)
+    }
+
+    /// Stores `file`'s header and index, as [`DiskCache::get_index`] gives them back.
+    pub fn put_index(&self, file: &LtxFileId, header_and_index: &[u8]) {
+        self.write(
+            &self.file_dir(file).join(INDEX_NAME),
+            INDEX_TAG,
+            header_and_index,
+        );
+    }
+
+    /// The entry at `path` tagged `tag`, checked; a damaged one is removed.
+    fn read(&self, path: &Path, tag: u32) -> Option<Vec<u8>> {
+        let bytes = fs::read(path).ok()?;
+        match decode(tag, &bytes) {
+            Some(payload) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Some(payload)
+            }
+            None => {
+                self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+                let _ = fs::remove_file(path);
+                None
+            }
+        }
+    }
+
+    fn write(&self, path: &Path, tag: u32, payload: &[u8]) {
+        let page = payload;
         if path.exists() {
             return;
         }
@@ -111,8 +144,8 @@ impl DiskCache {
             std::process::id(),
             self.tmp_serial.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = fs::File::create(&tmp).and_then(|mut f| f.write_all(&encode(key, page)));
-        if written.is_err() || fs::rename(&tmp, &path).is_err() {
+        let written = fs::File::create(&tmp).and_then(|mut f| f.write_all(&encode(tag, page)));
+        if written.is_err() || fs::rename(&tmp, path).is_err() {
             let _ = fs::remove_file(&tmp);
             return;
         }
@@ -176,22 +209,22 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, SystemTime)>) {
     }
 }
 
-fn encode(key: &PageKey, page: &[u8]) -> Vec<u8> {
+fn encode(tag: u32, page: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + page.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&key.pgno.get().to_be_bytes());
+    out.extend_from_slice(&tag.to_be_bytes());
     out.extend_from_slice(&u32::try_from(page.len()).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(&crc64(page).to_be_bytes());
     out.extend_from_slice(page);
     out
 }
 
-fn decode(key: &PageKey, bytes: &[u8]) -> Option<Vec<u8>> {
+fn decode(tag: u32, bytes: &[u8]) -> Option<Vec<u8>> {
     let (header, page) = bytes.split_at_checked(HEADER)?;
     let u32_at = |at: usize| Some(u32::from_be_bytes(header.get(at..at + 4)?.try_into().ok()?));
     let crc = u64::from_be_bytes(header.get(16..24)?.try_into().ok()?);
     let whole = header.get(..8)? == MAGIC
-        && u32_at(8)? == key.pgno.get()
+        && u32_at(8)? == tag
         && usize::try_from(u32_at(12)?).ok()? == page.len()
         && crc64(page) == crc;
     whole.then(|| page.to_vec())

@@ -13,6 +13,7 @@
 mod btree;
 mod inflight;
 mod readahead;
+mod warm;
 
 use crate::cache::{DiskCache, PageCache, PageKey};
 use crate::error::{Error, Result};
@@ -95,6 +96,10 @@ impl Fetcher {
 
     pub(crate) fn disk(&self) -> Option<&DiskCache> {
         self.disk.as_deref()
+    }
+
+    pub(crate) fn disk_arc(&self) -> Option<Arc<DiskCache>> {
+        self.disk.clone()
     }
 
     fn corrupt(&self, file: LtxFileId, source: ltx::Error) -> Error {
@@ -289,13 +294,8 @@ impl Fetcher {
                     let Some((span, claim, bytes)) = fetched else {
                         continue;
                     };
-                    for (q, r) in &span.frames {
-                        let frame = frame_in(&bytes, span.bytes.start, r);
-                        if let Ok(page) = ltx::decode_page(frame, *q, page_size) {
-                            keep(&cache, disk.as_deref(), *q, r, page);
-                            stats.pages_prefetched.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    let kept = keep_span(&span, &bytes, page_size, &cache, disk.as_deref());
+                    stats.pages_prefetched.fetch_add(kept, Ordering::Relaxed);
                     // Its pages are cached: whoever waits for them goes on.
                     drop(claim);
                 }
@@ -314,6 +314,26 @@ fn frame_in<'a>(bytes: &'a [u8], base: u64, r: &PageRef) -> &'a [u8] {
     bytes
         .get(start..start + r.size as usize)
         .unwrap_or_default()
+}
+
+/// The frames of `span` in `bytes` (its range, fetched), decoded into the caches; how many.
+/// A frame that does not decode is left for a reader to fetch, and report.
+fn keep_span(
+    span: &Span,
+    bytes: &[u8],
+    page_size: ltx::PageSize,
+    cache: &PageCache,
+    disk: Option<&DiskCache>,
+) -> u64 {
+    let mut kept = 0;
+    for (q, r) in &span.frames {
+        let frame = frame_in(bytes, span.bytes.start, r);
+        if let Ok(page) = ltx::decode_page(frame, *q, page_size) {
+            keep(cache, disk, *q, r, page);
+            kept += 1;
+        }
+    }
+    kept
 }
 
 /// A fetched page into the memory cache, and the disk cache if there is one.
@@ -336,6 +356,11 @@ fn keep(
 /// `wanted` frames (sorted by file and offset) grouped into GETs: one range per run of
 /// frames in one file whose gaps are at most [`PREFETCH_GAP`], up to [`PREFETCH_RANGE`].
 fn spans(wanted: Vec<(Pgno, PageRef)>) -> Vec<Span> {
+    spans_of(wanted, PREFETCH_RANGE)
+}
+
+/// As [`spans`], with ranges up to `longest` bytes.
+fn spans_of(wanted: Vec<(Pgno, PageRef)>, longest: u64) -> Vec<Span> {
     let mut spans: Vec<Span> = Vec::new();
     for (q, r) in wanted {
         let end = r.offset + r.size;
@@ -344,7 +369,7 @@ fn spans(wanted: Vec<(Pgno, PageRef)>) -> Vec<Span> {
                 if s.file == r.file
                     && r.offset >= s.bytes.end
                     && r.offset - s.bytes.end <= PREFETCH_GAP
-                    && end - s.bytes.start <= PREFETCH_RANGE =>
+                    && end - s.bytes.start <= longest =>
             {
                 s.bytes.end = end;
                 s.frames.push((q, r));

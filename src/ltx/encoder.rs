@@ -129,7 +129,7 @@ impl Encoder {
         self.out.extend_from_slice(&[0u8; PAGE_HEADER_SIZE]);
         self.hasher.update(&[0u8; PAGE_HEADER_SIZE]);
         let index_start = self.out.len();
-        PageIndex::from_entries(std::mem::take(&mut self.entries)).encode(&mut self.out);
+        PageIndex::from_entries(&std::mem::take(&mut self.entries)).encode(&mut self.out);
         self.hasher
             .update(self.out.get(index_start..).unwrap_or_default());
         self.hasher.update(&post_apply_checksum.to_be_bytes());

@@ -104,11 +104,11 @@ pub fn decode_file(
     let index_end = pos + span.len as usize;
     let index_bytes = bytes.get(pos..index_end).unwrap_or_default();
     let index = PageIndex::decode(index_bytes, span.start)?;
-    if index.entries() != frames.as_slice() {
+    if !index.entries().eq(frames.iter().copied()) {
         let first_diff = index
             .entries()
-            .iter()
             .zip(&frames)
+            .map(|(a, b)| (a, *b))
             .find(|(a, b)| a != b)
             .map(|(a, b)| format!("index says {a:?}, page block has {b:?}"))
             .unwrap_or_else(|| {

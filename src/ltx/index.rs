@@ -7,6 +7,7 @@ use super::frame::{PAGE_HEADER_SIZE, max_frame_size};
 use super::header::{HEADER_SIZE, TRAILER_SIZE};
 use super::reader::{Reader, put_uvarint};
 use super::{Error, Header, Pgno};
+use bytes::Bytes;
 
 /// Bytes after the index entries: the terminator's 8-byte size field plus the trailer.
 pub const INDEX_FOOTER_SIZE: u64 = 8 + TRAILER_SIZE as u64;
@@ -38,33 +39,74 @@ pub enum TailIndex {
     NeedFrom(IndexSpan),
 }
 
-/// A file's page index, pgno ascending.
+/// A file's page index, pgno ascending, kept in its encoded form: three varints an entry
+/// take about 10 bytes where a decoded [`IndexEntry`] takes 24, and the index of a
+/// multi-gigabyte snapshot is held only until its entries are in a page map.
 ///
-/// Invariants after decoding: pgnos strictly ascending; frames start after the header, do
-/// not overlap, lie in ascending offset order and end before the page block's terminator.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Invariants after decoding: `bytes` holds exactly `len` well-formed entries and the
+/// terminator; pgnos strictly ascending; frames start after the header, do not overlap, lie
+/// in ascending offset order and end before the page block's terminator.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct PageIndex {
-    entries: Vec<IndexEntry>,
+    bytes: Bytes,
+    len: usize,
+}
+
+impl std::fmt::Debug for PageIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageIndex")
+            .field("len", &self.len)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// The entries of a [`PageIndex`], decoded one at a time.
+#[derive(Debug, Clone)]
+pub struct Entries<'a> {
+    r: Reader<'a>,
+}
+
+impl Iterator for Entries<'_> {
+    type Item = IndexEntry;
+
+    fn next(&mut self) -> Option<IndexEntry> {
+        // Checked when the index was decoded: a failure here only ends the walk.
+        let pgno = u32::try_from(self.r.uvarint("").ok()?)
+            .ok()
+            .and_then(Pgno::new)?;
+        let offset = self.r.uvarint("").ok()?;
+        let size = self.r.uvarint("").ok()?;
+        Some(IndexEntry { pgno, offset, size })
+    }
 }
 
 impl PageIndex {
-    pub fn entries(&self) -> &[IndexEntry] {
-        &self.entries
+    /// The entries, pgno ascending.
+    pub fn entries(&self) -> Entries<'_> {
+        Entries {
+            r: Reader::new(&self.bytes),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
-    pub fn get(&self, pgno: Pgno) -> Option<&IndexEntry> {
-        self.entries
-            .binary_search_by_key(&pgno, |e| e.pgno)
-            .ok()
-            .and_then(|i| self.entries.get(i))
+    /// The bytes of the encoded entries and terminator (what [`PageIndex::decode`] takes).
+    pub fn encoded(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The entry of `pgno`, by a walk of the entries.
+    pub fn get(&self, pgno: Pgno) -> Option<IndexEntry> {
+        self.entries()
+            .take_while(|e| e.pgno <= pgno)
+            .find(|e| e.pgno == pgno)
     }
 
     /// Reads the index span from the 24 bytes that precede the trailer. `tail` holds the
@@ -131,7 +173,7 @@ impl PageIndex {
                 Error::BadIndex(format!("index starts inside the header, at {start}"))
             })?;
         let mut r = Reader::new(bytes);
-        let mut entries = Vec::new();
+        let mut len = 0usize;
         let mut next_free = HEADER_SIZE as u64;
         let mut prev: Option<Pgno> = None;
         loop {
@@ -159,7 +201,7 @@ impl PageIndex {
             }
             next_free = offset + size;
             prev = Some(pgno);
-            entries.push(IndexEntry { pgno, offset, size });
+            len += 1;
         }
         if r.remaining() != 0 {
             return Err(Error::BadIndex(format!(
@@ -167,7 +209,10 @@ impl PageIndex {
                 r.remaining()
             )));
         }
-        Ok(PageIndex { entries })
+        Ok(PageIndex {
+            bytes: Bytes::copy_from_slice(bytes),
+            len,
+        })
     }
 
     /// Checks the entries against the file's header: pages within the commit, no lock page,
@@ -178,7 +223,7 @@ impl PageIndex {
     pub fn check_header(&self, header: &Header) -> Result<(), Error> {
         let lock = header.page_size.lock_page();
         let max = max_frame_size(header.page_size);
-        for e in &self.entries {
+        for e in self.entries() {
             if e.pgno.get() > header.commit {
                 return Err(Error::PageBeyondCommit {
                     pgno: e.pgno,
@@ -201,20 +246,23 @@ impl PageIndex {
     }
 
     /// Builds an index from entries in ascending pgno order (the encoder's).
-    pub(crate) fn from_entries(entries: Vec<IndexEntry>) -> PageIndex {
-        PageIndex { entries }
+    pub(crate) fn from_entries(entries: &[IndexEntry]) -> PageIndex {
+        let mut out = Vec::new();
+        for e in entries {
+            put_uvarint(&mut out, u64::from(e.pgno.get()));
+            put_uvarint(&mut out, e.offset);
+            put_uvarint(&mut out, e.size);
+        }
+        put_uvarint(&mut out, 0);
+        PageIndex {
+            bytes: out.into(),
+            len: entries.len(),
+        }
     }
 
     /// Appends the entries, the terminator and the `u64` size field.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        for e in &self.entries {
-            put_uvarint(out, u64::from(e.pgno.get()));
-            put_uvarint(out, e.offset);
-            put_uvarint(out, e.size);
-        }
-        put_uvarint(out, 0);
-        let len = (out.len() - start) as u64;
-        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        out.extend_from_slice(&(self.bytes.len() as u64).to_be_bytes());
     }
 }

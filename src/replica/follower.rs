@@ -1,6 +1,16 @@
 //! The follower: one task per [`Replica`] on the IO runtime that polls the store every
-//! `poll` and publishes newer snapshots. It holds the replica weakly, so it stops once the
-//! last connection has closed.
+//! `poll` while the replica is read, and publishes newer snapshots (DESIGN.md decision 12).
+//! It holds the replica weakly, so it stops once the last connection has closed; it also
+//! stops when no read transaction has begun for `idle`, and then makes no requests at all.
+//!
+//! Bounded staleness: a read transaction sees a state no older than `poll` before it began.
+//! When the last poll started longer ago than that (the replica was idle, or the next poll
+//! is under way), [`Replica::begin_read`] waits for one poll, joining one under way; if the
+//! store does not answer, the read goes on from the last state (`ltx_lag` shows its age).
+//!
+//! In phase: Litestream uploads on a fixed cadence (its sync interval), so the follower
+//! learns the phase of that cadence from the new files' header times and places its polls
+//! just after the expected uploads ([`Cadence`]): the same number of polls, less lag.
 //!
 //! Each poll lists level 0 only, starting after the last key seen (on S3 a listing that
 //! returns only what is new). New files join a pool; the pool is chained from the current
@@ -11,7 +21,7 @@
 //! store error) makes the next poll list every level afresh. A new snapshot (level 9) is
 //! never needed.
 
-use super::replica::{head_pages, read_plan_files};
+use super::plan_files::{head_pages, read_plan_files};
 use super::{LtxFileId, Replica, SNAPSHOT_LEVEL, extend_chain};
 use crate::error::Result;
 use crate::io;
@@ -20,7 +30,7 @@ use crate::store::ListedFile;
 use futures::future::try_join_all;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the follower has seen of the store.
 #[derive(Debug, Clone)]
@@ -58,36 +68,208 @@ impl FollowState {
     }
 }
 
-/// Starts the follower of `replica` in this process, unless `poll` is zero.
-pub(crate) fn start(replica: &Arc<Replica>, poll: Duration) -> Result<(), io::BridgeError> {
-    if poll.is_zero() {
-        return Ok(());
-    }
-    let weak = Arc::downgrade(replica);
-    io::spawn(run(weak, poll))
+/// Who follows a replica in this process, when a read transaction last began, and the
+/// cadence the follower polls on.
+#[derive(Debug)]
+pub(crate) struct Following {
+    /// The process whose runtime runs the follower (a forked child starts its own); `None`
+    /// while nobody follows (idle, or never started).
+    pid: Option<u32>,
+    last_read: Instant,
+    cadence: Cadence,
 }
 
-async fn run(replica: Weak<Replica>, poll: Duration) {
-    loop {
-        io::sleep(poll).await;
-        let Some(replica) = replica.upgrade() else {
-            return; // the last connection closed
-        };
-        if !replica.follows_in_this_process() {
-            return; // a forked child's copy: the child starts its own
+impl Default for Following {
+    fn default() -> Self {
+        Following {
+            pid: None,
+            last_read: Instant::now(),
+            cadence: Cadence::default(),
         }
-        replica.poll_once().await;
+    }
+}
+
+/// When to poll: just after Litestream's expected uploads. `phase` is the offset, in the
+/// poll period, of the newest file's header time; `delay` how long after it to poll (the
+/// upload's own time). A file first seen a poll later than it could have been (written
+/// before the previous poll began) means we polled too early: wait longer. A file seen at
+/// the first poll after it was written: try a little earlier.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cadence {
+    phase_ms: Option<u64>,
+    delay_ms: u64,
+    /// When the last two polls began (ms since the Unix epoch).
+    last_start_ms: Option<i64>,
+    previous_start_ms: Option<i64>,
+}
+
+const DELAY_START_MS: u64 = 150;
+const DELAY_MIN_MS: u64 = 10;
+const DELAY_EARLIER_MS: u64 = 10;
+const DELAY_LATER_MS: u64 = 50;
+
+impl Cadence {
+    fn poll_began(&mut self, now_ms: i64) {
+        self.previous_start_ms = self.last_start_ms;
+        self.last_start_ms = Some(now_ms);
+    }
+
+    /// Learns from a poll that found files up to header time `newest_ms`.
+    fn found(&mut self, newest_ms: i64, period_ms: u64) {
+        let period = period_ms.max(1);
+        if self.phase_ms.is_none() {
+            self.delay_ms = DELAY_START_MS.min(period / 2);
+        }
+        self.phase_ms = Some(newest_ms.rem_euclid(period as i64) as u64);
+        if self.previous_start_ms.is_some_and(|p| newest_ms < p) {
+            self.delay_ms = (self.delay_ms + DELAY_LATER_MS).min(period / 2);
+        } else {
+            self.delay_ms = self
+                .delay_ms
+                .saturating_sub(DELAY_EARLIER_MS)
+                .max(DELAY_MIN_MS);
+        }
+    }
+
+    /// How long from `now_ms` to the next poll: the next instant in phase at least half a
+    /// period after the last poll began (so one poll a period), or a period after it while
+    /// the phase is unknown.
+    fn wait(&self, now_ms: i64, period: Duration) -> Duration {
+        let period_ms = period.as_millis().max(1) as i64;
+        let Some(last) = self.last_start_ms else {
+            return period;
+        };
+        let at = match self.phase_ms {
+            None => last + period_ms,
+            Some(phase) => {
+                let target = (phase + self.delay_ms) as i64 % period_ms;
+                let earliest = last + period_ms / 2;
+                earliest + (target - earliest).rem_euclid(period_ms)
+            }
+        };
+        Duration::from_millis(u64::try_from(at - now_ms).unwrap_or(0))
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn run(replica: Weak<Replica>) {
+    loop {
+        let wait = match replica.upgrade() {
+            Some(r) => r.next_poll_wait(),
+            None => return, // the last connection closed
+        };
+        io::sleep(wait).await;
+        let Some(replica) = replica.upgrade() else {
+            return;
+        };
+        if !replica.keeps_following() {
+            return; // idle, or a forked child's copy (the child starts its own)
+        }
+        replica
+            .poll_unless_fresh(Instant::now(), replica.config().poll / 2)
+            .await;
     }
 }
 
 impl Replica {
+    /// A read transaction begins: the follower runs (started again after an idle spell),
+    /// and the state it will read is no older than `poll` (waits for one poll if it is).
+    pub fn begin_read(self: &Arc<Self>) {
+        let poll = self.config().poll;
+        if poll.is_zero() {
+            return;
+        }
+        let begun = Instant::now();
+        self.ensure_follower_at(begun);
+        if self.polled_since(begun, poll) {
+            return;
+        }
+        self.stats().fresh_waits.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        // The store gives up within `timeout`; then the read goes on from the last state.
+        let _ = io::run(
+            async move { me.poll_unless_fresh(begun, poll).await },
+            self.timeout() + Duration::from_secs(2),
+        );
+    }
+
+    /// Starts the follower if this process has none running for this replica (first open,
+    /// after an idle spell, or the first read in a forked child). Cheap when it runs.
+    pub fn ensure_follower(self: &Arc<Self>) {
+        self.ensure_follower_at(Instant::now());
+    }
+
+    fn ensure_follower_at(self: &Arc<Self>, t: Instant) {
+        let mut f = self.following();
+        f.last_read = f.last_read.max(t);
+        let me = std::process::id();
+        if f.pid == Some(me) || self.config().poll.is_zero() {
+            return;
+        }
+        if io::spawn(run(Arc::downgrade(self))).is_ok() {
+            f.pid = Some(me);
+        }
+    }
+
+    pub(crate) fn follows_in_this_process(&self) -> bool {
+        self.following().pid == Some(std::process::id())
+    }
+
+    /// Whether the follower goes on: it is this process's, and a read began within `idle`
+    /// (else it stops, under the same lock a reader restarts it with).
+    fn keeps_following(&self) -> bool {
+        let mut f = self.following();
+        if f.pid != Some(std::process::id()) {
+            return false;
+        }
+        let idle = self.config().idle;
+        if !idle.is_zero() && f.last_read.elapsed() >= idle {
+            f.pid = None;
+            return false;
+        }
+        true
+    }
+
+    fn next_poll_wait(&self) -> Duration {
+        self.following().cadence.wait(now_ms(), self.config().poll)
+    }
+
+    /// Whether a finished poll began at most `within` before `t`.
+    fn polled_since(&self, t: Instant, within: Duration) -> bool {
+        let status = self.follow_status.lock().unwrap_or_else(|e| e.into_inner());
+        status
+            .last_attempt
+            .is_some_and(|s| t.saturating_duration_since(s) <= within)
+    }
+
+    /// Polls, unless a poll began at most `within` before `t` (joining one under way).
+    pub(crate) async fn poll_unless_fresh(&self, t: Instant, within: Duration) {
+        let _gate = self.poll_gate.lock().await;
+        if !self.polled_since(t, within) {
+            self.poll_gated().await;
+        }
+    }
+
     /// One poll: list, chain, read the new files' indexes, publish. Failures are recorded
     /// (`PRAGMA ltx_last_error`, `ltx_lag`) and make the next poll start over.
-    pub(crate) async fn poll_once(&self) {
+    async fn poll_gated(&self) {
+        let started = Instant::now();
+        self.following().cadence.poll_began(now_ms());
+        let before = self.current().txid;
         let mut state = self.follow_state();
         match self.advance(&mut state).await {
             Ok(()) => {
                 self.set_follow_result(None);
+                let now = self.current();
+                if now.txid > before {
+                    let period = self.config().poll.as_millis() as u64;
+                    self.following().cadence.found(now.timestamp_ms, period);
+                }
             }
             Err(e) => {
                 state.reset();
@@ -95,6 +277,11 @@ impl Replica {
             }
         }
         self.put_follow_state(state);
+        // Only now: a reader that finds this poll under way waits for it.
+        self.follow_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_attempt = Some(started);
     }
 
     async fn advance(&self, state: &mut FollowState) -> Result<()> {
@@ -130,8 +317,20 @@ impl Replica {
                 (*id, size)
             })
             .collect();
-        let files = read_plan_files(self.store(), &sized, Some(base.page_size)).await?;
-        let next = Arc::new(base.advance(files.files));
+        let files = read_plan_files(
+            self.store(),
+            self.disk_cache(),
+            &sized,
+            Some(base.page_size),
+        )
+        .await?;
+        let next = Arc::new(base.advance(files.files).map_err(|(file, source)| {
+            crate::error::Error::Corrupt {
+                url: self.url().to_owned(),
+                file,
+                source,
+            }
+        })?);
         // The new files' pages came with their headers (level 0 files are small, read whole).
         self.cache().insert_all(head_pages(&next, &files.heads));
         let txid = next.txid;
@@ -182,5 +381,51 @@ fn chain_of(state: &FollowState, from: Txid) -> Vec<LtxFileId> {
 #[derive(Debug, Default)]
 pub(crate) struct FollowStatus {
     pub(crate) last_ok: Option<Instant>,
+    /// When the last finished poll began, whatever came of it.
+    pub(crate) last_attempt: Option<Instant>,
     pub(crate) error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_fall_just_after_the_uploads_once_a_period() {
+        let period = Duration::from_secs(1);
+        let mut c = Cadence::default();
+        assert_eq!(c.wait(10_000, period), period, "no poll yet");
+        c.poll_began(10_000);
+        assert_eq!(c.wait(10_000, period), period, "phase unknown: a period");
+        // A file written at ...400 ms, seen by the poll that began at 10_000 + ...
+        c.poll_began(10_600);
+        c.found(10_400, 1000);
+        assert_eq!(c.phase_ms, Some(400));
+        let delay = c.delay_ms;
+        assert!((DELAY_MIN_MS..=500).contains(&delay), "{delay}");
+        // The next poll: in phase, at least half a period after the last.
+        let wait = c.wait(10_600, period).as_millis() as i64;
+        let at = 10_600 + wait;
+        assert_eq!((at - 400 - delay as i64).rem_euclid(1000), 0, "{at}");
+        assert!((10_600 + 500..10_600 + 1500).contains(&at), "{at}");
+    }
+
+    #[test]
+    fn a_file_missed_by_a_poll_moves_the_polls_later() {
+        let mut c = Cadence::default();
+        c.poll_began(1_000);
+        c.found(900, 1000);
+        let before = c.delay_ms;
+        c.poll_began(2_000);
+        // Written at 1_950, before the poll at 2_000 began, but only seen by the next one.
+        c.poll_began(3_000);
+        c.found(1_950, 1000);
+        assert_eq!(c.delay_ms, (before + DELAY_LATER_MS).min(500));
+        c.poll_began(4_000);
+        c.found(3_990, 1000);
+        assert_eq!(
+            c.delay_ms,
+            (before + DELAY_LATER_MS).min(500) - DELAY_EARLIER_MS
+        );
+    }
 }

@@ -282,9 +282,10 @@ fn update(replica: &Arc<Replica>, h: &Hydration, held: Arc<Snapshot>) -> Result<
     std::fs::remove_file(sidecar(&h.path)).map_err(io_err)?;
     sync_dir(&h.path).map_err(io_err)?;
     let ps = next.page_size;
-    let changed: Vec<Pgno> = (1..=next.commit)
-        .filter_map(Pgno::new)
-        .filter(|&p| next.page(p) != held.page(p))
+    let changed: Vec<Pgno> = next
+        .changed_since(&held)
+        .into_iter()
+        .filter(|p| p.get() <= next.commit)
         .collect();
     h.pages_total.store(changed.len() as u64, Ordering::Relaxed);
     h.pages_done.store(0, Ordering::Relaxed);

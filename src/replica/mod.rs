@@ -6,12 +6,14 @@
 mod file_name;
 mod follower;
 mod hydrator;
+mod page_map;
 mod plan;
+mod plan_files;
 #[allow(clippy::module_inception)]
 mod replica;
 mod snapshot;
 
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
-pub use replica::{Replica, ReplicaConfig, ReplicaStats, Target};
+pub use replica::{Replica, ReplicaConfig, ReplicaStats, Target, Warm};
 pub use snapshot::{PageRef, Snapshot};

@@ -1,35 +1,20 @@
 //! `Replica`: one per replica URL per process, shared by every connection that opens it:
 //! one store, one page cache, one current snapshot.
 
-use super::follower::{self, FollowState, FollowStatus};
+use super::follower::{FollowState, FollowStatus, Following};
 use super::hydrator::{self, Hydration};
-use super::snapshot::PlanFile;
+use super::plan_files::{head_pages, read_plan_files};
 use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
 use crate::cache::{DiskCache, PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::fetch::{Fetcher, bridged};
-use crate::ltx::{self, HEADER_SIZE, Header, PageIndex, PageSize, Pgno, TailIndex, Txid};
+use crate::ltx::{self, HEADER_SIZE, Header, Pgno, Txid};
 use crate::store::{ListedFile, Store};
 use futures::future::try_join_all;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
-
-/// How much of a file's end to fetch first for its page index: at least Litestream's 32 KiB
-/// estimate, and a 64th of the file, so that one GET holds the whole index of a large
-/// snapshot too (an entry takes about 7 bytes; a page compresses to a kilobyte or more).
-const INDEX_TAIL_MIN: u64 = 32 << 10;
-const INDEX_TAIL_MAX: u64 = 1 << 20;
-
-fn index_tail_bytes(file_size: u64) -> u64 {
-    (file_size / 64).clamp(INDEX_TAIL_MIN, INDEX_TAIL_MAX)
-}
-
-/// How much of a file's start to fetch with its header: the first frames (page 1, the
-/// schema, the roots of tables created with it) come in the same round trip, so a cold open
-/// need not ask for them again.
-const HEAD_BYTES: u64 = 64 << 10;
 
 /// How often a file vanishing under a plan makes us plan again before giving up.
 const REPLAN_ATTEMPTS: u32 = 3;
@@ -68,12 +53,37 @@ pub struct ReplicaConfig {
     pub timeout: Duration,
     /// How often the follower polls for new transactions; zero: never.
     pub poll: Duration,
+    /// How long after the last read transaction began the follower stops polling (until
+    /// the next one); zero: it polls while any connection is open.
+    pub idle: Duration,
+    /// Whether to fetch the whole database into the memory cache after the open.
+    pub warm: Warm,
     /// Where to keep a local copy of the whole database (hydration), if anywhere.
     pub hydrate: Option<std::path::PathBuf>,
     /// Where to keep pages across processes and restarts (the disk cache), if anywhere.
     pub cache_dir: Option<std::path::PathBuf>,
     /// The disk cache's budget in bytes.
     pub cache_dir_size: u64,
+}
+
+/// Fetching every page into the memory cache after the open (`warm=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warm {
+    /// When the database takes at most half the memory cache.
+    Auto,
+    On,
+    Off,
+}
+
+impl Warm {
+    pub fn parse(s: &str) -> Option<Warm> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Warm::Auto),
+            "on" | "1" | "true" => Some(Warm::On),
+            "off" | "0" | "false" => Some(Warm::Off),
+            _ => None,
+        }
+    }
 }
 
 /// Counters for `PRAGMA ltx_stats`.
@@ -94,6 +104,13 @@ pub struct ReplicaStats {
     pub pages_prefetched: AtomicU64,
     /// Polls that listed the compacted levels to bridge a gap in level 0.
     pub follow_bridges: AtomicU64,
+    /// Read transactions that waited for a poll (the state was older than `poll`).
+    pub fresh_waits: AtomicU64,
+    /// Warm-up: pages it is to bring, pages brought, and whether it is over.
+    pub warm_total: AtomicU64,
+    pub warm_pages: AtomicU64,
+    pub warm_started: std::sync::atomic::AtomicBool,
+    pub warm_done: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -105,13 +122,35 @@ pub struct Replica {
     stats: Arc<ReplicaStats>,
     follow: Mutex<FollowState>,
     pub(crate) follow_status: Mutex<FollowStatus>,
-    /// The process whose runtime runs the follower (a forked child starts its own).
-    follower_pid: Mutex<Option<u32>>,
+    /// Who follows, and when a read last began.
+    following: Mutex<Following>,
+    /// Held for the length of a poll: a reader that must wait for one joins the one under
+    /// way instead of starting another.
+    pub(crate) poll_gate: futures::lock::Mutex<()>,
     hydration: Option<Hydration>,
     fetcher: Fetcher,
+    /// Background work (warm-up) holds this weakly, and stops when the replica is gone.
+    alive: Arc<()>,
 }
 
-static REGISTRY: Mutex<Option<HashMap<String, Weak<Replica>>>> = Mutex::new(None);
+/// The open replicas, one slot per URL. A slot's lock is held across its replica's open, so
+/// that two connections opening one URL build it once, while opens of other URLs (other
+/// threads, other tenants) go on at the same time.
+type Slot = Arc<Mutex<Weak<Replica>>>;
+static REGISTRY: Mutex<Option<HashMap<String, Slot>>> = Mutex::new(None);
+
+/// The slot of `url`, made if missing; slots of closed replicas nobody is opening go.
+fn registry_slot(url: &str) -> Slot {
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    let map = registry.get_or_insert_with(HashMap::new);
+    map.retain(|_, slot| {
+        Arc::strong_count(slot) > 1
+            || slot
+                .try_lock()
+                .map_or(true, |replica| replica.strong_count() > 0)
+    });
+    map.entry(url.to_owned()).or_default().clone()
+}
 
 impl Replica {
     /// The process's replica for `config.url`, opened (listed, planned, indexed) if no
@@ -121,20 +160,12 @@ impl Replica {
     /// [`Error::Config`], [`Error::ReplicaNotFound`], [`Error::Plan`], [`Error::Corrupt`] or
     /// [`Error::Io`]: the replica cannot be read.
     pub fn open(config: ReplicaConfig) -> Result<Arc<Replica>> {
-        // Held across the open so that two connections opening one URL build it once.
-        let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-        let map = registry.get_or_insert_with(HashMap::new);
-        map.retain(|_, weak| weak.strong_count() > 0);
-        if let Some(replica) = map.get(&config.url).and_then(Weak::upgrade) {
+        let slot = registry_slot(&config.url);
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(replica) = slot.upgrade() {
             return Ok(replica);
         }
         let store = Store::from_url(&config.url, config.timeout)?;
-        let (snapshot, listed, warm) =
-            Self::load_snapshot(&store, PlanTo::Target(Target::Latest), config.timeout)?;
-        let hydration = config.hydrate.clone().map(Hydration::new);
-        let cache = Arc::new(PageCache::new(config.cache_size));
-        cache.insert_all(warm);
-        let stats = Arc::new(ReplicaStats::default());
         let disk = match &config.cache_dir {
             Some(root) => Some(Arc::new(
                 DiskCache::open(root, &config.url, config.cache_dir_size).map_err(|e| {
@@ -146,6 +177,16 @@ impl Replica {
             )),
             None => None,
         };
+        let (snapshot, listed, warm) = Self::load_snapshot(
+            &store,
+            disk.clone(),
+            PlanTo::Target(Target::Latest),
+            config.timeout,
+        )?;
+        let hydration = config.hydrate.clone().map(Hydration::new);
+        let cache = Arc::new(PageCache::new(config.cache_size));
+        cache.insert_all(warm);
+        let stats = Arc::new(ReplicaStats::default());
         let fetcher = Fetcher::new(
             store.clone(),
             cache.clone(),
@@ -162,21 +203,49 @@ impl Replica {
             stats,
             follow: Mutex::new(FollowState::after_listing(&listed)),
             follow_status: Mutex::new(FollowStatus::default()),
-            follower_pid: Mutex::new(None),
+            following: Mutex::new(Following::default()),
+            poll_gate: futures::lock::Mutex::new(()),
             hydration,
             fetcher,
+            alive: Arc::new(()),
         });
         replica.set_follow_result(None);
         replica.ensure_follower();
         if replica.hydration.is_some() {
             hydrator::start(&replica, replica.config.poll);
+        } else if replica.should_warm() {
+            replica
+                .fetcher
+                .warm(replica.current(), Arc::downgrade(&replica.alive));
         }
-        map.insert(replica.config.url.clone(), Arc::downgrade(&replica));
+        *slot = Arc::downgrade(&replica);
         Ok(replica)
     }
 
     pub fn url(&self) -> &str {
         self.store.url()
+    }
+
+    /// The warm-up's state for `ltx_stats`: `off`, `running` or `done`.
+    pub fn warm_state(&self) -> &'static str {
+        match (
+            self.stats.warm_started.load(Ordering::Relaxed),
+            self.stats.warm_done.load(Ordering::Relaxed),
+        ) {
+            (false, _) => "off",
+            (true, false) => "running",
+            (true, true) => "done",
+        }
+    }
+
+    /// Whether to fetch the whole database after the open: asked, or (`auto`) when it takes
+    /// at most half the memory cache, so that it stays whole there with room to spare.
+    fn should_warm(&self) -> bool {
+        match self.config.warm {
+            Warm::On => true,
+            Warm::Off => false,
+            Warm::Auto => self.current().size_bytes() <= self.config.cache_size / 2,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -196,19 +265,6 @@ impl Replica {
         self.fetcher.disk()
     }
 
-    /// Starts the follower if this process has none running for this replica (first open,
-    /// or the first read in a forked child). Cheap when it runs already.
-    pub fn ensure_follower(self: &Arc<Self>) {
-        let mut pid = self.follower_pid.lock().unwrap_or_else(|e| e.into_inner());
-        let me = std::process::id();
-        if *pid == Some(me) || self.config.poll.is_zero() {
-            return;
-        }
-        if follower::start(self, self.config.poll).is_ok() {
-            *pid = Some(me);
-        }
-    }
-
     /// The local copy, when `hydrate=` was given.
     pub(crate) fn hydration(&self) -> Option<&Hydration> {
         self.hydration.as_ref()
@@ -218,8 +274,12 @@ impl Replica {
         self.config.timeout
     }
 
-    pub(crate) fn follows_in_this_process(&self) -> bool {
-        *self.follower_pid.lock().unwrap_or_else(|e| e.into_inner()) == Some(std::process::id())
+    pub(crate) fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    pub(crate) fn following(&self) -> std::sync::MutexGuard<'_, Following> {
+        self.following.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn follow_state(&self) -> FollowState {
@@ -260,8 +320,12 @@ impl Replica {
         if target == Target::Latest {
             return Ok(self.current());
         }
-        let (snap, _, warm) =
-            Self::load_snapshot(&self.store, PlanTo::Target(target), self.config.timeout)?;
+        let (snap, _, warm) = Self::load_snapshot(
+            &self.store,
+            self.fetcher.disk_arc(),
+            PlanTo::Target(target),
+            self.config.timeout,
+        )?;
         self.cache.insert_all(warm);
         Ok(Arc::new(snap))
     }
@@ -277,17 +341,27 @@ impl Replica {
     /// Lists every level, plans the state at `target` (the newest if `None`) and reads the
     /// plan's page indexes, all levels and all files at once. A file that vanishes between
     /// the listing and the read (compaction, retention) means: list and plan again.
-    fn load_snapshot(store: &Store, target: PlanTo, timeout: Duration) -> Result<Loaded> {
+    fn load_snapshot(
+        store: &Store,
+        disk: Option<Arc<DiskCache>>,
+        target: PlanTo,
+        timeout: Duration,
+    ) -> Result<Loaded> {
         let mut attempt = 0;
         loop {
-            match Self::load_snapshot_once(store, target, timeout) {
+            match Self::load_snapshot_once(store, disk.clone(), target, timeout) {
                 Err(Error::Vanished { .. }) if attempt < REPLAN_ATTEMPTS => attempt += 1,
                 other => return other,
             }
         }
     }
 
-    fn load_snapshot_once(store: &Store, target: PlanTo, timeout: Duration) -> Result<Loaded> {
+    fn load_snapshot_once(
+        store: &Store,
+        disk: Option<Arc<DiskCache>>,
+        target: PlanTo,
+        timeout: Duration,
+    ) -> Result<Loaded> {
         let task_store = store.clone();
         let task = async move {
             let levels =
@@ -334,12 +408,19 @@ impl Replica {
                 .into_iter()
                 .map(|id| (id, listed.get(&id).map_or(0, |f| f.size)))
                 .collect();
-            let files = read_plan_files(&task_store, &plan, None).await?;
+            let files = read_plan_files(&task_store, disk.as_deref(), &plan, None).await?;
             let page_size = files.page_size.ok_or_else(|| Error::ReplicaNotFound {
                 url: task_store.url().to_owned(),
                 detail: "the restore plan is empty".into(),
             })?;
-            let snapshot = Snapshot::from_plan(page_size, files.files);
+            let snapshot =
+                Snapshot::from_plan(page_size, files.files).map_err(|(file, source)| {
+                    Error::Corrupt {
+                        url: task_store.url().to_owned(),
+                        file,
+                        source,
+                    }
+                })?;
             let warm = head_pages(&snapshot, &files.heads);
             Ok((snapshot, ids, warm))
         };
@@ -365,6 +446,7 @@ impl Replica {
                 self.stats.replans.fetch_add(1, Ordering::Relaxed);
                 let (fresh, _, warm) = Self::load_snapshot(
                     &self.store,
+                    self.fetcher.disk_arc(),
                     PlanTo::Exactly(snapshot.txid),
                     self.config.timeout,
                 )?;
@@ -388,14 +470,9 @@ impl Replica {
             if pgno == snapshot.page_size.lock_page() {
                 return Ok(vec![0u8; snapshot.page_size.as_usize()].into());
             }
-            let file = snapshot.files.last().copied().unwrap_or(LtxFileId {
-                level: 0,
-                min_txid: snapshot.txid,
-                max_txid: snapshot.txid,
-            });
             return Err(Error::Corrupt {
                 url: self.url().to_owned(),
-                file,
+                file: snapshot.last_file,
                 source: ltx::Error::SnapshotIncomplete { missing: pgno },
             });
         };
@@ -453,158 +530,6 @@ async fn written_by<'a>(
     Ok(sure)
 }
 
-/// The headers and page indexes of files to apply, read all at once.
-pub(crate) struct PlanFiles {
-    /// The page size they share; `None` if there were no files.
-    pub(crate) page_size: Option<PageSize>,
-    pub(crate) files: Vec<PlanFile>,
-    /// The first bytes of each file, fetched with its header, and the frames wholly in them.
-    pub(crate) heads: Vec<Head>,
-}
-
-/// The pages of an LTX file that came with its header (decoded once, when read).
-pub(crate) struct Head {
-    file: LtxFileId,
-    pages: Vec<(Pgno, Arc<[u8]>)>,
-}
-
 /// What a plan's load brings: the snapshot, the files listed, and the pages of the
 /// snapshot that came with the files' headers (decoded, for the cache).
 type Loaded = (Snapshot, Vec<LtxFileId>, Vec<(PageKey, Arc<[u8]>)>);
-
-/// The pages of `heads` that are `snapshot`'s newest copies (a file holds a page once).
-pub(crate) fn head_pages(snapshot: &Snapshot, heads: &[Head]) -> Vec<(PageKey, Arc<[u8]>)> {
-    heads
-        .iter()
-        .flat_map(|head| {
-            head.pages
-                .iter()
-                .filter(|(pgno, _)| snapshot.page(*pgno).is_some_and(|r| r.file == head.file))
-                .map(|(pgno, page)| {
-                    let key = PageKey {
-                        file: head.file,
-                        pgno: *pgno,
-                    };
-                    (key, page.clone())
-                })
-        })
-        .collect()
-}
-
-/// Reads the header and index of each `(file, size)`, in parallel, and checks that they all
-/// have one page size (`expected`, when the replica already has one).
-///
-/// # Errors
-/// As [`read_header_and_index`]; [`Error::Corrupt`] for a file of another page size.
-pub(crate) async fn read_plan_files(
-    store: &Store,
-    files: &[(LtxFileId, u64)],
-    expected: Option<PageSize>,
-) -> Result<PlanFiles> {
-    let read = try_join_all(
-        files
-            .iter()
-            .map(|(id, size)| read_header_and_index(store, *id, *size)),
-    )
-    .await?;
-    let page_size = expected.or_else(|| read.first().map(|(h, _, _)| h.page_size));
-    let mut out = Vec::with_capacity(read.len());
-    let mut heads = Vec::with_capacity(read.len());
-    for ((header, index, head), (id, _)) in read.into_iter().zip(files) {
-        if Some(header.page_size) != page_size {
-            return Err(Error::Corrupt {
-                url: store.url().to_owned(),
-                file: *id,
-                source: ltx::Error::BadHeader(format!(
-                    "page size {} differs from the replica's {}",
-                    header.page_size,
-                    page_size.map_or(0, |p| p.get())
-                )),
-            });
-        }
-        heads.push(Head {
-            file: *id,
-            pages: head,
-        });
-        out.push((*id, header.commit, header.timestamp_ms, index));
-    }
-    Ok(PlanFiles {
-        page_size,
-        files: out,
-        heads,
-    })
-}
-
-/// A file's header, page index and the pages wholly in its first bytes, decoded: one
-/// ranged GET of its end (see [`index_tail_bytes`]) and one of its first [`HEAD_BYTES`] (one
-/// GET of the whole file if that covers both), plus the rest of a larger index when needed.
-/// A first-bytes frame that does not decode is left for a reader to fetch (and report).
-async fn read_header_and_index(
-    store: &Store,
-    id: LtxFileId,
-    size: u64,
-) -> Result<(Header, PageIndex, Vec<(Pgno, Arc<[u8]>)>)> {
-    let corrupt = |source| Error::Corrupt {
-        url: store.url().to_owned(),
-        file: id,
-        source,
-    };
-    let tail_start = size.saturating_sub(index_tail_bytes(size));
-    let mut whole_file_pages = None;
-    let (tail, head) = if tail_start <= HEAD_BYTES {
-        let all = store.get_range(&id, 0..size).await?;
-        // The whole file is here: check all of it, file checksum included, keeping its pages.
-        // (A block-encoded frame has no checksum of its own, so a flipped literal in a frame
-        // read alone would go unnoticed; docs/ltx-format.md.)
-        let mut pages = Vec::new();
-        ltx::decode_file(&all, |pgno, page| {
-            pages.push((pgno, Arc::from(page)));
-            Ok(())
-        })
-        .map_err(corrupt)?;
-        whole_file_pages = Some(pages);
-        (all.clone(), all)
-    } else {
-        futures::future::try_join(
-            store.get_range(&id, tail_start..size),
-            store.get_range(&id, 0..HEAD_BYTES.max(HEADER_SIZE as u64)),
-        )
-        .await?
-    };
-    let header = Header::decode(&head).map_err(corrupt)?;
-    if (header.min_txid, header.max_txid) != (id.min_txid, id.max_txid) {
-        return Err(corrupt(ltx::Error::BadHeader(format!(
-            "header says TXIDs {}-{}, the file name says otherwise",
-            header.min_txid, header.max_txid
-        ))));
-    }
-    let index = match PageIndex::from_tail(&tail, size).map_err(corrupt)? {
-        TailIndex::Complete(index) => index,
-        TailIndex::NeedFrom(span) => {
-            let rest = store.get_range(&id, span.start..size).await?;
-            match PageIndex::from_tail(&rest, size).map_err(corrupt)? {
-                TailIndex::Complete(index) => index,
-                TailIndex::NeedFrom(_) => {
-                    return Err(corrupt(ltx::Error::BadIndex("index span moved".into())));
-                }
-            }
-        }
-    };
-    index.check_header(&header).map_err(corrupt)?;
-    let pages = whole_file_pages.unwrap_or_else(|| {
-        index
-            .entries()
-            .iter()
-            // Frames lie in page order: the first past the head ends the walk.
-            .map_while(|e| {
-                let frame = head.get(e.offset as usize..(e.offset + e.size) as usize)?;
-                Some((e, frame))
-            })
-            .filter_map(|(e, frame)| {
-                let page = ltx::decode_page(frame, e.pgno, header.page_size).ok()?;
-                Some((e.pgno, page.into()))
-            })
-            .collect()
-    });
-    Ok((header, index, pages))
-}

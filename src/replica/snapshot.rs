@@ -3,8 +3,8 @@
 //! replica's current one by swapping the `Arc`, so nothing a reader holds changes under it.
 
 use super::LtxFileId;
-use crate::ltx::{PageIndex, PageSize, Pgno, Txid};
-use std::collections::HashMap;
+use super::page_map::PageMap;
+use crate::ltx::{self, PageIndex, PageSize, Pgno, Txid};
 
 /// One file to apply: its name, its header's commit (pages) and time (ms), its index.
 pub(crate) type PlanFile = (LtxFileId, u32, i64, PageIndex);
@@ -19,7 +19,7 @@ pub struct PageRef {
 
 /// The database as of `txid`.
 ///
-/// Invariant: every page number in `pages` is in 1..=commit.
+/// Invariant: the page map holds no page past `commit`.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub page_size: PageSize,
@@ -28,79 +28,79 @@ pub struct Snapshot {
     pub txid: Txid,
     /// When the newest transaction was written (ms since the Unix epoch, LTX header time).
     pub timestamp_ms: i64,
-    /// The files the pages come from, oldest first (the restore plan).
-    pub files: Vec<LtxFileId>,
-    pages: HashMap<Pgno, PageRef>,
+    /// The newest file applied (the one that reached `txid`).
+    pub last_file: LtxFileId,
+    pages: PageMap,
 }
+
+/// A plan file whose index the page map cannot take.
+pub(crate) type MapError = (LtxFileId, ltx::Error);
 
 impl Snapshot {
     /// Merges the indexes of a restore plan, oldest first: a later file's copy of a page
     /// wins (a plan's files have increasing max TXIDs), and pages past the last file's commit
-    /// are dropped (the database shrank).
-    pub(crate) fn from_plan(page_size: PageSize, files: Vec<PlanFile>) -> Snapshot {
-        let mut pages = HashMap::new();
-        let (mut commit, mut txid, mut timestamp_ms) = (0, Txid::ZERO, 0);
-        let mut ids = Vec::with_capacity(files.len());
-        for (id, file_commit, file_time, index) in files {
-            for e in index.entries() {
-                pages.insert(
-                    e.pgno,
-                    PageRef {
-                        file: id,
-                        offset: e.offset,
-                        size: e.size,
-                    },
-                );
-            }
-            (commit, txid, timestamp_ms) = (file_commit, id.max_txid, file_time);
-            ids.push(id);
-        }
-        pages.retain(|pgno, _| pgno.get() <= commit);
-        Snapshot {
+    /// are dropped (the database shrank). Each index is dropped once applied.
+    ///
+    /// # Errors
+    /// A file whose frames lie where the map cannot address them (past 1 TiB).
+    pub(crate) fn from_plan(
+        page_size: PageSize,
+        files: Vec<PlanFile>,
+    ) -> Result<Snapshot, MapError> {
+        let empty = Snapshot {
             page_size,
-            commit,
-            txid,
-            timestamp_ms,
-            files: ids,
-            pages,
-        }
+            commit: 0,
+            txid: Txid::ZERO,
+            timestamp_ms: 0,
+            last_file: LtxFileId {
+                level: 0,
+                min_txid: Txid::ZERO,
+                max_txid: Txid::ZERO,
+            },
+            pages: PageMap::default(),
+        };
+        empty.advance(files)
     }
 
     /// The snapshot after applying `files` (a chain from this snapshot's TXID, in order, as
     /// [`super::extend_chain`] gives it) on top of this one: their pages win, later files
     /// over earlier ones; pages past the last file's commit are dropped (VACUUM shrank the
-    /// database). The page map is copied: this snapshot stays as it is for its readers.
-    pub(crate) fn advance(&self, files: Vec<PlanFile>) -> Snapshot {
+    /// database). This snapshot stays as it is for its readers; the two share every part of
+    /// the page map the files do not touch, so the cost follows the pages changed.
+    ///
+    /// # Errors
+    /// As [`Snapshot::from_plan`].
+    pub(crate) fn advance(&self, files: Vec<PlanFile>) -> Result<Snapshot, MapError> {
         let mut next = self.clone();
         for (id, file_commit, file_time, index) in files {
-            for e in index.entries() {
-                next.pages.insert(
-                    e.pgno,
-                    PageRef {
-                        file: id,
-                        offset: e.offset,
-                        size: e.size,
-                    },
-                );
-            }
+            next.pages.apply(id, &index).map_err(|e| (id, e))?;
             (next.commit, next.txid, next.timestamp_ms) = (file_commit, id.max_txid, file_time);
-            next.files.push(id);
+            next.last_file = id;
         }
-        let commit = next.commit;
-        next.pages.retain(|pgno, _| pgno.get() <= commit);
-        // Keep only the files that still hold a page, so that a long-followed replica does
-        // not accumulate the name of every file it ever applied.
-        let used: std::collections::HashSet<LtxFileId> =
-            next.pages.values().map(|r| r.file).collect();
-        let last = next.files.last().copied();
-        next.files.retain(|f| used.contains(f) || Some(*f) == last);
-        next
+        next.pages.set_pages(next.commit);
+        Ok(next)
     }
 
     /// Where page `pgno` lies; `None` for a page no file holds (only the lock page, in a
     /// well-formed replica).
     pub fn page(&self, pgno: Pgno) -> Option<PageRef> {
-        self.pages.get(&pgno).copied()
+        self.pages.get(pgno)
+    }
+
+    /// The pages whose place differs from `older`'s (what a local copy at `older` must
+    /// rewrite), found without walking what the two share.
+    pub(crate) fn changed_since(&self, older: &Snapshot) -> Vec<Pgno> {
+        self.pages.differing(&older.pages)
+    }
+
+    /// How many LTX files the pages come from (walks the page map).
+    pub fn file_count(&self) -> usize {
+        self.pages.file_count()
+    }
+
+    /// Bytes the page map takes (as if shared with no other snapshot).
+    pub fn page_map_bytes(&self) -> usize {
+        self.pages.heap_bytes()
     }
 
     /// Seconds since the newest transaction of this snapshot was written (its LTX header

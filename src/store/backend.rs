@@ -3,6 +3,7 @@
 //! server errors, timeouts and connection resets (object_store's retry layer), all bounded by
 //! the replica's `timeout`.
 
+use super::http::SharedConnector;
 use super::location::Location;
 use crate::error::{Error, Result};
 use object_store::aws::AmazonS3Builder;
@@ -77,6 +78,7 @@ pub(crate) fn build(
         } => {
             install_tls_provider();
             let mut b = AmazonS3Builder::from_env()
+                .with_http_connector(SharedConnector)
                 .with_bucket_name(bucket)
                 .with_virtual_hosted_style_request(!force_path_style)
                 .with_client_options(client_options(timeout, *skip_verify))
@@ -111,6 +113,7 @@ pub(crate) fn build(
         Location::Gcs { bucket, .. } => {
             install_tls_provider();
             let b = GoogleCloudStorageBuilder::from_env()
+                .with_http_connector(SharedConnector)
                 .with_bucket_name(bucket)
                 .with_client_options(client_options(timeout, false))
                 .with_retry(retry(timeout));
@@ -121,6 +124,7 @@ pub(crate) fn build(
         } => {
             install_tls_provider();
             let mut b = MicrosoftAzureBuilder::from_env()
+                .with_http_connector(SharedConnector)
                 .with_container_name(container)
                 .with_client_options(client_options(timeout, false))
                 .with_retry(retry(timeout));

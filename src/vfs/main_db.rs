@@ -141,7 +141,9 @@ impl MainDb {
             return Err(());
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
-            self.replica.ensure_follower();
+            if self.travel.is_none() {
+                self.replica.begin_read();
+            }
             self.pinned = Some(
                 self.travel
                     .clone()
@@ -226,9 +228,10 @@ impl MainDb {
             "ltx_lag" => read_only({
                 let (since_poll, _) = self.replica.follow_status();
                 format!(
-                    "{{\"txn_age\":{:.3},\"since_poll\":{}}}",
+                    "{{\"txn_age\":{:.3},\"since_poll\":{},\"following\":{}}}",
                     snap.age_seconds(),
-                    since_poll.map_or("null".to_string(), |s| format!("{s:.3}"))
+                    since_poll.map_or("null".to_string(), |s| format!("{s:.3}")),
+                    self.replica.follows_in_this_process()
                 )
             }),
             "ltx_hydration" => read_only(
@@ -259,12 +262,13 @@ impl MainDb {
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
                 "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
                 "\"disk_hits\":{},\"disk_writes\":{},\"disk_rejects\":{},",
+                "\"warm\":\"{}\",\"warm_pages\":{},\"warm_total\":{},\"page_map_bytes\":{},\"fresh_waits\":{},",
                 "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
             ),
             snap.txid,
             snap.page_size,
             snap.commit,
-            snap.files.len(),
+            snap.file_count(),
             n(&r.pages_read),
             n(&r.cache_hits),
             n(&r.cache_misses),
@@ -278,6 +282,11 @@ impl MainDb {
             disk.map_or(0, |d| n(&d.hits)),
             disk.map_or(0, |d| n(&d.writes)),
             disk.map_or(0, |d| n(&d.rejects)),
+            self.replica.warm_state(),
+            n(&r.warm_pages),
+            n(&r.warm_total),
+            snap.page_map_bytes(),
+            n(&r.fresh_waits),
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),

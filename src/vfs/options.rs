@@ -3,13 +3,14 @@
 
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
-use crate::replica::{ReplicaConfig, Target};
+use crate::replica::{ReplicaConfig, Target, Warm};
 use std::time::{Duration, SystemTime};
 
 pub(crate) const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_CACHE_DIR_SIZE: u64 = 1 << 30;
+pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(10);
 
 /// Resolves a database's settings. `uri` returns a URI parameter of the database's name;
 /// `env` an environment variable.
@@ -58,11 +59,27 @@ pub(crate) fn resolve(
             .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size (e.g. 1GiB)")))?,
         None => DEFAULT_CACHE_DIR_SIZE,
     };
+    let idle = match pick("idle", &["LTXVFS_IDLE"]) {
+        Some((_, v)) if v.trim() == "0" => Duration::ZERO,
+        Some((from, v)) => humantime::parse_duration(&v).map_err(|_| {
+            Error::Config(format!(
+                "{from}: {v:?} is not a duration (e.g. 10s, or 0 to poll while open)"
+            ))
+        })?,
+        None => DEFAULT_IDLE,
+    };
+    let warm = match pick("warm", &["LTXVFS_WARM"]) {
+        Some((from, v)) => Warm::parse(&v)
+            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not one of auto, on, off")))?,
+        None => Warm::Auto,
+    };
     Ok(ReplicaConfig {
         url,
         cache_size,
         timeout,
         poll,
+        idle,
+        warm,
         hydrate: pick("hydrate", &["LTXVFS_HYDRATE"]).map(|(_, p)| p.into()),
         cache_dir: pick("cache_dir", &["LTXVFS_CACHE_DIR"]).map(|(_, p)| p.into()),
         cache_dir_size,

@@ -14,6 +14,8 @@ mod faults;
 mod follow;
 #[path = "it/hydrate.rs"]
 mod hydrate;
+#[path = "it/idle.rs"]
+mod idle;
 #[path = "it/live_replica.rs"]
 mod live_replica;
 #[path = "it/names.rs"]
@@ -28,3 +30,5 @@ mod s3;
 mod security;
 #[path = "it/time_travel.rs"]
 mod time_travel;
+#[path = "it/warm.rs"]
+mod warm;

@@ -111,7 +111,7 @@ fn absurd_sizes_are_errors_without_allocating_them() {
     }
 
     // A block frame whose size prefix says 4 GiB.
-    let e = summary.index.entries()[0];
+    let e = summary.index.entries().next().unwrap();
     let mut frame = bytes[e.offset as usize..(e.offset + e.size) as usize].to_vec();
     if frame[5] == 1 {
         frame[6..10].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -179,7 +179,7 @@ proptest! {
             prop_assert_eq!(got, pages);
         }
         if let Ok(TailIndex::Complete(index)) = ltx::PageIndex::from_tail(&bad, bad.len() as u64) {
-            prop_assert!(index.entries().iter().all(|e| e.offset + e.size <= bad.len() as u64));
+            prop_assert!(index.entries().all(|e| e.offset + e.size <= bad.len() as u64));
         }
     }
 }

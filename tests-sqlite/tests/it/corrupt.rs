@@ -44,7 +44,7 @@ fn assert_open_corrupt(replica: &Path, file: &str, why: &str) {
 /// Each frame but page 1's (SQLite reads page 1 to open), at `at` bytes into the frame.
 fn damage_frames(bytes: &mut [u8], at: usize, mask: u8) {
     let summary = decode_file(bytes, |_, _| Ok(())).unwrap();
-    for e in summary.index.entries().iter().filter(|e| e.pgno.get() > 1) {
+    for e in summary.index.entries().filter(|e| e.pgno.get() > 1) {
         let i = e.offset as usize + at.min(e.size as usize - 1);
         bytes[i] ^= mask;
     }
@@ -105,12 +105,7 @@ fn damaged_frames_in_a_large_file_are_corrupt_when_read() {
         let mut bytes = std::fs::read(&path).unwrap();
         if bytes.len() > 256 << 10 {
             let summary = decode_file(&bytes, |_, _| Ok(())).unwrap();
-            for e in summary
-                .index
-                .entries()
-                .iter()
-                .filter(|e| e.offset > 128 << 10)
-            {
+            for e in summary.index.entries().filter(|e| e.offset > 128 << 10) {
                 // The LZ4 token of each frame's block: its literal length changes.
                 bytes[e.offset as usize + 10] ^= 0xf0;
                 damaged += 1;
@@ -139,7 +134,7 @@ fn an_index_pointing_at_another_frame_is_corrupt() {
             span.start,
         )
         .unwrap();
-        let entries = index.entries();
+        let entries: Vec<_> = index.entries().collect();
         let mut out = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let target = match entries.get(i + 1) {

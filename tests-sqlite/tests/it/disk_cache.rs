@@ -111,3 +111,37 @@ fn a_crash_and_damaged_entries_never_give_a_wrong_page() {
         }
     }
 }
+
+/// Issue #12: with `cache_dir`, the headers and page indexes of the files seen are kept on
+/// disk too, so a restart asks the store for the listing only.
+#[test]
+fn a_restart_fetches_no_index_or_page_it_has_kept() {
+    let primary = Primary::start(
+        "0.5.17",
+        "disk-cache-index",
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+        "1m",
+        Target::File,
+    );
+    for round in 0..3 {
+        primary.commit(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t SELECT {round} * 2000 + i, printf('%0200d', i) FROM n"
+        ));
+    }
+    let txid = primary.settle();
+    let cache_dir = primary.dir.join("cache");
+    let settings = format!("&poll=0&cache_size=0&cache_dir={}", cache_dir.display());
+    let first = open_replica(&primary.url(), &settings).unwrap();
+    assert!(stat(&first, "get_requests") > 0, "{}", stats(&first));
+    read_all_pages(&first, &primary.dir);
+    drop(first);
+
+    // The last connection closed: the replica is opened anew, as by a new process.
+    let again = open_replica(&primary.url(), &settings).unwrap();
+    let ours = read_all_pages(&again, &primary.dir);
+    assert_eq!(stat(&again, "get_requests"), 0, "{}", stats(&again));
+    assert!(stat(&again, "list_requests") > 0, "{}", stats(&again));
+    let restored = primary.restore(txid, &primary.dir.join("restored.db"));
+    assert_same_pages(&ours, &restored, 4096);
+}

@@ -153,7 +153,7 @@ fn a_scan_prefetches_the_rest_of_an_interior_pages_children() {
     primary.settle();
     let reference =
         Connection::open_with_flags(&primary.db_path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let conn = open_replica(&primary.url(), "&poll=0").unwrap();
+    let conn = open_replica(&primary.url(), "&poll=0&warm=off").unwrap();
     for q in [
         "SELECT count(*) FROM t",
         "SELECT count(*), sum(length(v)) FROM t",
