@@ -98,10 +98,16 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O settings corpus/settings -- \
 	    -max_total_time=$(FUZZ_SECONDS) -malloc_limit_mb=128 -timeout=5 -max_len=4096
 
-## bench: ltxvfs vs Litestream's VFS on the same S3 replica, 20 ms per request (not a test)
+## bench: ltxvfs vs Litestream's VFS (not a test): one S3 replica behind a 20 ms-per-request
+## proxy (bench.py), many small ones (tenants.py, BENCH_TENANTS), large ones on file://
+## (scale.py, BENCH_SCALE_GB: 1 by default; "1,10" for the 10 GB one, ~30 min more)
+BENCH_TENANTS ?= 50
+BENCH_SCALE_GB ?= 1
 bench: build
 	INSTALL_BENCH=1 PYTHON=$(PYTHON) scripts/install-tools.sh $(TOOLS)
 	$(TOOLS)/moto/bin/python bench/bench.py --root . --out bench/results.json $(BENCH_ARGS)
+	$(TOOLS)/moto/bin/python bench/tenants.py --root . --n $(BENCH_TENANTS) --out bench/results-tenants.json
+	$(TOOLS)/moto/bin/python bench/scale.py --root . --sizes-gb $(BENCH_SCALE_GB) --out bench/results-scale.json
 
 ## demo: replicate a sample database with litestream and query it through ltxvfs
 demo: build tools

@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=20)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--scenarios", default="cold,lookups,count,idle1,idle8,lag",
+    ap.add_argument("--scenarios", default="cold,lookups,lookups_cold,lookups_5s,count,idle1,idle8,lag",
                     help="which measurements, comma-separated (a quicker A/B run: cold,count)")
     ap.add_argument("--readers", default="ltxvfs,litestream,local",
                     help="which readers, comma-separated")
@@ -211,7 +211,7 @@ def main() -> None:
             results: dict[str, dict] = {name: {} for name in ("ltxvfs", "litestream", "local")}
             for scenario in args.scenarios.split(","):
                 for name, opts in readers.items():
-                    if name == "local" and scenario in ("idle1", "idle8", "lag", "cold"):
+                    if name == "local" and scenario in ("idle1", "idle8", "lag", "cold", "lookups_cold", "lookups_5s"):
                         continue
                     print(f"{scenario:8} {name} ...", file=sys.stderr)
                     cmd = ["/usr/bin/python3", str(root / "bench/measure.py"), scenario, *opts,
