@@ -124,10 +124,17 @@ fn conditional_create_on_the_gcs_emulator_refuses_the_second_create() {
     // Building a store through ltxvfs installs the TLS provider reqwest needs.
     ltxvfs::store::Store::from_url(&gcs_url("gcs-conditional", "x"), Duration::from_secs(5))
         .unwrap();
+    // As ltxvfs builds it for an endpoint and no credentials (src/store/backend.rs).
+    let no_token = object_store::gcp::GcpCredential {
+        bearer: String::new(),
+    };
     let store = object_store::gcp::GoogleCloudStorageBuilder::new()
         .with_bucket_name("gcs-conditional")
         .with_base_url(&gcs_endpoint())
         .with_skip_signature(true)
+        .with_credentials(std::sync::Arc::new(
+            object_store::StaticCredentialProvider::new(no_token),
+        ))
         .with_client_options(object_store::ClientOptions::new().with_allow_http(true))
         .build()
         .unwrap();
