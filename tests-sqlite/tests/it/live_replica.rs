@@ -73,7 +73,7 @@ fn run(version: &str, target: Target) {
     primary.commit("UPDATE accounts SET owner = owner WHERE id = 1");
     let txid = primary.settle();
     // Litestream's GCS client lists a level from `seek` as a name prefix, not an offset
-    // (gs/replica_client.go LTXFiles, 0.5.15 to 0.5.17), so each L1 compaction there takes
+    // (gs/replica_client.go LTXFiles, 0.5.0 to 0.5.17), so each L1 compaction there takes
     // one L0 file: L1 lags, and the replica is read from both levels.
     if target != Target::Gcs {
         wait_until("L1 compaction to catch up", || {
