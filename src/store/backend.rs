@@ -8,8 +8,10 @@ use super::location::Location;
 use crate::error::{Error, Result};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, RetryConfig, StaticCredentialProvider,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +45,19 @@ fn install_tls_provider() {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Whether the environment gave the GCS builder credentials of its own: a service account
+/// (path or key), application credentials or a bearer token.
+fn names_google_credentials(b: &GoogleCloudStorageBuilder) -> bool {
+    [
+        GoogleConfigKey::ServiceAccount,
+        GoogleConfigKey::ServiceAccountKey,
+        GoogleConfigKey::ApplicationCredentials,
+        GoogleConfigKey::BearerToken,
+    ]
+    .iter()
+    .any(|key| b.get_config_value(key).is_some_and(|v| !v.is_empty()))
 }
 
 /// The store and the key prefix under which the replica's levels live.
@@ -110,13 +125,34 @@ pub(crate) fn build(
             }
             Arc::new(b.build().map_err(config_error)?)
         }
-        Location::Gcs { bucket, .. } => {
+        Location::Gcs {
+            bucket, endpoint, ..
+        } => {
             install_tls_provider();
-            let b = GoogleCloudStorageBuilder::from_env()
+            let allow_http = endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://"));
+            let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_http_connector(SharedConnector)
                 .with_bucket_name(bucket)
-                .with_client_options(client_options(timeout, false))
+                .with_client_options(client_options(timeout, false).with_allow_http(allow_http))
                 .with_retry(retry(timeout));
+            if let Some(endpoint) = endpoint {
+                b = b.with_base_url(endpoint);
+                // A GCS-compatible server (an emulator) takes no credentials: unless the
+                // environment names some, send none, rather than ask Google or a metadata
+                // server for a token the endpoint does not want. Skipping the signature
+                // covers GET and LIST only (object_store 0.14 still asks for a token before
+                // a PUT or DELETE): an empty static token covers the rest, as a key with
+                // `disable_oauth` would.
+                if !names_google_credentials(&b) {
+                    b = b.with_skip_signature(true).with_credentials(Arc::new(
+                        StaticCredentialProvider::new(GcpCredential {
+                            bearer: String::new(),
+                        }),
+                    ));
+                }
+            }
             Arc::new(b.build().map_err(config_error)?)
         }
         Location::Azure {

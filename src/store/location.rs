@@ -2,10 +2,11 @@
 //!
 //! - `file:///absolute/dir` (percent-encoding allowed)
 //! - `s3://bucket/path?endpoint=http://127.0.0.1:9000&region=us-east-1&forcePathStyle=true&skipVerify=false`
-//! - `gs://bucket/path`
+//! - `gs://bucket/path`, or `gs://bucket/path?endpoint=http://127.0.0.1:4443` for a
+//!   GCS-compatible server (an emulator)
 //! - `abs://[account@]container/path` (also `az://`)
 //!
-//! An S3 endpoint without a scheme gets `http://` when local (localhost, 127.0.0.1, private
+//! An S3 or GCS endpoint without a scheme gets `http://` when local (localhost, 127.0.0.1, private
 //! ranges, `.local`) and `https://` otherwise; a custom endpoint implies path-style requests
 //! unless `forcePathStyle=false`, as in Litestream (`replica_url.go`, `s3/replica_client.go`).
 
@@ -29,6 +30,7 @@ pub(crate) enum Location {
     Gcs {
         bucket: String,
         prefix: String,
+        endpoint: Option<String>,
     },
     Azure {
         account: Option<String>,
@@ -111,6 +113,7 @@ pub(crate) fn parse(raw: &str) -> Result<(Location, String)> {
             Location::Gcs {
                 bucket: host,
                 prefix,
+                endpoint: query(&["endpoint"]).map(|e| ensure_scheme(&e)),
             }
         }
         "abs" | "az" => {
@@ -210,7 +213,16 @@ mod tests {
             parse("gs://bkt/dbs/app.db").unwrap().0,
             Location::Gcs {
                 bucket: "bkt".into(),
-                prefix: "dbs/app.db".into()
+                prefix: "dbs/app.db".into(),
+                endpoint: None,
+            }
+        );
+        assert_eq!(
+            parse("gs://bkt/app.db?endpoint=127.0.0.1:4443").unwrap().0,
+            Location::Gcs {
+                bucket: "bkt".into(),
+                prefix: "app.db".into(),
+                endpoint: Some("http://127.0.0.1:4443".into()),
             }
         );
         assert_eq!(

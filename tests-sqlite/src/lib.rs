@@ -123,6 +123,39 @@ pub fn create_bucket(name: &str) {
     );
 }
 
+/// The GCS emulator `scripts/with-stores.sh` started (fake-gcs-server on 127.0.0.1).
+pub fn gcs_endpoint() -> String {
+    std::env::var("LTXVFS_TEST_GCS_ENDPOINT").expect(
+        "no GCS emulator: run these tests through scripts/with-stores.sh (as `make test` does)",
+    )
+}
+
+/// A replica URL on the GCS emulator.
+pub fn gcs_url(bucket: &str, path: &str) -> String {
+    format!("gs://{bucket}/{path}?endpoint={}", gcs_endpoint())
+}
+
+/// Creates a bucket on the GCS emulator (JSON API `POST /storage/v1/b`; no credentials).
+pub fn create_gcs_bucket(name: &str) {
+    let endpoint = gcs_endpoint();
+    let host = endpoint.trim_start_matches("http://");
+    let body = format!("{{\"name\": \"{name}\"}}");
+    let mut conn = TcpStream::connect(host).unwrap();
+    write!(
+        conn,
+        "POST /storage/v1/b?project=ltxvfs HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "creating GCS bucket {name}: {answer}"
+    );
+}
+
 /// Azurite's well-known development account and key (public, not a secret).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
@@ -163,6 +196,9 @@ pub enum Target {
     S3,
     /// A container of its own on Azurite.
     Azure,
+    /// A bucket of its own on the GCS emulator, written by litestream's own GCS client
+    /// (pointed at the emulator with `STORAGE_EMULATOR_HOST`).
+    Gcs,
 }
 
 /// `2026-11-21T05:07:37.123Z` for milliseconds since the epoch (RFC 3339, UTC).
@@ -197,14 +233,16 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A primary database under a running `litestream replicate` to a `file://` directory or an
-/// S3 bucket. Stopped (SIGKILL) on drop.
+/// A primary database under a running `litestream replicate` to a [`Target`]. Stopped
+/// (SIGKILL) on drop.
 pub struct Primary {
     pub version: String,
     pub dir: PathBuf,
     pub db_path: PathBuf,
     url: String,
     config: PathBuf,
+    /// Environment for every litestream command (replicate, restore).
+    litestream_env: Vec<(String, String)>,
     store: ltxvfs::store::Store,
     rt: tokio::runtime::Runtime,
     child: Child,
@@ -271,6 +309,23 @@ impl Primary {
                     format!("abs://{AZURITE_ACCOUNT}@{container}/app.db"),
                 )
             }
+            Target::Gcs => {
+                let bucket = bucket_name(name);
+                create_gcs_bucket(&bucket);
+                (
+                    format!("type: gs\n      bucket: {bucket}\n      path: app.db"),
+                    gcs_url(&bucket, "app.db"),
+                )
+            }
+        };
+        // litestream's GCS client (Go's cloud.google.com/go/storage) goes to an emulator,
+        // without credentials, when this names one; it is harmless for the other targets.
+        let litestream_env = match target {
+            Target::Gcs => vec![(
+                "STORAGE_EMULATOR_HOST".to_owned(),
+                gcs_endpoint().trim_start_matches("http://").to_owned(),
+            )],
+            _ => Vec::new(),
         };
         let config = dir.join("litestream.yml");
         std::fs::write(
@@ -284,6 +339,7 @@ impl Primary {
         let log = std::fs::File::create(dir.join("litestream.log")).unwrap();
         let child = Command::new(util::litestream_bin(version))
             .env_remove("AWS_CA_BUNDLE")
+            .envs(litestream_env.iter().cloned())
             .args(["replicate", "-config"])
             .arg(&config)
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -302,6 +358,7 @@ impl Primary {
                 .unwrap(),
             url,
             config,
+            litestream_env,
             dir,
             db_path,
             child,
@@ -360,6 +417,7 @@ impl Primary {
         let _ = std::fs::remove_file(out);
         let output = Command::new(util::litestream_bin(&self.version))
             .env_remove("AWS_CA_BUNDLE")
+            .envs(self.litestream_env.iter().cloned())
             .arg("restore")
             .args(target)
             .arg("-config")
@@ -443,8 +501,8 @@ pub fn assert_same_pages(ours: &[u8], restored: &[u8], page_size: usize) {
     }
 }
 
-/// `tests/faults/fault_proxy.py` in front of an S3 server: faults at a rate set with
-/// [`FaultProxy::control`], and a count of the requests it saw. Killed on drop.
+/// `tests/faults/fault_proxy.py` in front of an object store (S3, GCS): faults at a rate set
+/// with [`FaultProxy::control`], and a count of the requests it saw. Killed on drop.
 pub struct FaultProxy {
     child: Child,
     port: u16,

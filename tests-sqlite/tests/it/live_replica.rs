@@ -1,8 +1,8 @@
 //! A live primary under the real `litestream replicate`, a writer committing while it runs,
 //! then the replica read through the VFS: every page equals `litestream restore` at the same
 //! TXID, and queries equal the primary's. The same for a `file://` replica, for one in a
-//! bucket of a real S3-compatible server and for one in a container of the Azure blob
-//! emulator, both on 127.0.0.1.
+//! bucket of a real S3-compatible server, for one in a container of the Azure blob emulator
+//! and for one in a bucket of a GCS emulator, all on 127.0.0.1.
 
 use ltxvfs_sqlite_tests::{
     Primary, Target, assert_same_pages, open_replica, read_all_pages, wait_until,
@@ -72,9 +72,14 @@ fn run(version: &str, target: Target) {
     writer.join().unwrap();
     primary.commit("UPDATE accounts SET owner = owner WHERE id = 1");
     let txid = primary.settle();
-    wait_until("L1 compaction to catch up", || {
-        primary.max_txid(1) >= txid.get()
-    });
+    // Litestream's GCS client lists a level from `seek` as a name prefix, not an offset
+    // (gs/replica_client.go LTXFiles, 0.5.0 to 0.5.17), so each L1 compaction there takes
+    // one L0 file: L1 lags, and the replica is read from both levels.
+    if target != Target::Gcs {
+        wait_until("L1 compaction to catch up", || {
+            primary.max_txid(1) >= txid.get()
+        });
+    }
 
     let conn = open_replica(&primary.url(), "")
         .unwrap_or_else(|e| panic!("{e}: {:?}", ltxvfs_sqlite_tests::log_lines("ltxvfs")));
@@ -125,4 +130,9 @@ fn live_azure_replica_of_litestream_0_5_17_matches_restore_and_source() {
 #[test]
 fn live_azure_replica_of_litestream_0_5_15_matches_restore_and_source() {
     run("0.5.15", Target::Azure);
+}
+
+#[test]
+fn live_gcs_replica_of_litestream_0_5_17_matches_restore_and_source() {
+    run("0.5.17", Target::Gcs);
 }
