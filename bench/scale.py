@@ -7,7 +7,7 @@ For each size: builds a database of that size (items(id INTEGER PRIMARY KEY, k, 
 write it to a file:// replica, then, in a fresh /usr/bin/python3 process per reader
 (bench/measure.py `scale`): open time, RSS the open adds and peak RSS, 300 random primary-key
 lookups, and 60 s of following while an updater commits 2 transactions a second (CPU seconds
-and RSS growth of the reader, which reads a row every 200 ms to keep following). Prints a
+and RSS growth of the reader, which reads one small row every 200 ms to keep following). Prints a
 table. Not a test: nothing here passes or fails.
 """
 

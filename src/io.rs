@@ -32,7 +32,10 @@ pub enum BridgeError {
 }
 
 /// The runtime's handle, starting it (again, after a fork) if needed.
-fn handle() -> Result<Handle, BridgeError> {
+///
+/// # Errors
+/// [`BridgeError::Runtime`] if the runtime cannot start.
+pub(crate) fn handle() -> Result<Handle, BridgeError> {
     let mut guard = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
     if let Some(owned) = guard.as_ref()

@@ -2,8 +2,14 @@
 //! process: a thousand replicas of one store share one connection pool and one TLS
 //! configuration instead of building their own (measured: ~700 KB of memory per idle S3
 //! replica before, docs/performance.md).
+//!
+//! A pooled connection belongs to the tokio runtime that opened it, so the shared client does
+//! all its IO on the extension's own runtime (`io`), whichever runtime awaits the request (a
+//! host's, or a test's): clients shared across runtimes otherwise fail with "error sending
+//! request" once one runtime picks up another's idle connection.
 
-use object_store::client::{ClientOptions, HttpClient, HttpConnector, ReqwestConnector};
+use crate::io;
+use object_store::client::{ClientOptions, HttpClient, HttpConnector, SpawnedReqwestConnector};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -28,7 +34,11 @@ impl HttpConnector for SharedConnector {
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let client = ReqwestConnector::default().connect(options)?;
+        let runtime = io::handle().map_err(|e| object_store::Error::Generic {
+            store: "ltxvfs",
+            source: Box::new(e),
+        })?;
+        let client = SpawnedReqwestConnector::new(runtime).connect(options)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
