@@ -6,7 +6,8 @@
 //! Bounded staleness: a read transaction sees a state no older than `poll` before it began.
 //! When the last poll started longer ago than that (the replica was idle, or the next poll
 //! is under way), [`Replica::begin_read`] waits for one poll, joining one under way; if the
-//! store does not answer, the read goes on from the last state (`ltx_lag` shows its age).
+//! store does not answer, the read goes on from the last state (`ltx_lag` shows its age),
+//! and so do the reads after it for `timeout`, while the follower keeps trying.
 //!
 //! In phase: Litestream uploads on a fixed cadence (its sync interval), so the follower
 //! learns the phase of that cadence from the new files' header times and places its polls
@@ -186,7 +187,9 @@ impl Replica {
         }
         let begun = Instant::now();
         self.ensure_follower_at(begun);
-        if self.polled_since(begun, poll) {
+        if self.polled_since(begun, poll) || self.failed_since(begun, self.timeout()) {
+            // Fresh; or the store failed a poll just now: a read goes on from the last
+            // state rather than wait `timeout` again (the follower keeps trying).
             return;
         }
         self.stats().fresh_waits.fetch_add(1, Ordering::Relaxed);
@@ -245,6 +248,15 @@ impl Replica {
         status
             .last_attempt
             .is_some_and(|s| t.saturating_duration_since(s) <= within)
+    }
+
+    /// Whether the last finished poll failed, and began at most `within` before `t`.
+    fn failed_since(&self, t: Instant, within: Duration) -> bool {
+        let status = self.follow_status.lock().unwrap_or_else(|e| e.into_inner());
+        status.error.is_some()
+            && status
+                .last_attempt
+                .is_some_and(|s| t.saturating_duration_since(s) <= within)
     }
 
     /// Polls, unless a poll began at most `within` before `t` (joining one under way).

@@ -133,3 +133,35 @@ fn many_replicas_open_at_once_from_several_threads() {
     );
     drop(conns);
 }
+
+#[test]
+fn a_failing_store_makes_one_read_wait_not_every_read() {
+    let primary = Primary::start(
+        "0.5.17",
+        "idle-failing",
+        "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO counter VALUES (1, 0);",
+        "1m",
+        Target::S3,
+    );
+    let upstream = s3_endpoint();
+    let proxy = FaultProxy::start(&upstream);
+    let url = primary.url().replace(&upstream, &proxy.endpoint());
+    let conn = open_replica(&url, "&poll=200ms&idle=0&timeout=1s").unwrap();
+    assert_eq!(counter(&conn), 0);
+    proxy.control(Some(r#"{"rate": 1.0, "kinds": ["503"]}"#));
+    std::thread::sleep(Duration::from_millis(1500));
+    // Every poll fails now: reads go on from the last state without waiting each time.
+    let t = Instant::now();
+    for _ in 0..10 {
+        assert_eq!(counter(&conn), 0);
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let lag: String = conn
+        .pragma_query_value(None, "ltx_last_error", |r| r.get(0))
+        .unwrap();
+    assert!(lag.contains("following"), "{lag}");
+    // The store is back: the next polls see the commit made meanwhile.
+    primary.commit("UPDATE counter SET n = 5");
+    proxy.control(Some(r#"{"rate": 0.0}"#));
+    wait_until("the commit after the outage", || counter(&conn) == 5);
+}
