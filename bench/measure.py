@@ -139,6 +139,7 @@ elif args.scenario == "scale":
     conn.execute("SELECT * FROM items WHERE id = 1").fetchone()
     out["open_first_row_ms"] = (time.perf_counter() - t) * 1000
     out["rss_open_adds_mb"] = rss_mb() - rss0
+    out["rss_before_open_mb"] = rss0
     out["peak_rss_after_open_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.vfs == "ltx":
         st = json.loads(conn.execute("PRAGMA ltx_stats").fetchone()[0])
