@@ -12,6 +12,8 @@ mod errors;
 mod faults;
 #[path = "it/follow.rs"]
 mod follow;
+#[path = "it/functions.rs"]
+mod functions;
 #[path = "it/hydrate.rs"]
 mod hydrate;
 #[path = "it/live_replica.rs"]

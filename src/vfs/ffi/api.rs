@@ -37,6 +37,12 @@ type ResultText = unsafe extern "C" fn(
 );
 type ResultError = unsafe extern "C" fn(*mut ffi::sqlite3_context, *const c_char, c_int);
 type ResultNull = unsafe extern "C" fn(*mut ffi::sqlite3_context);
+type ResultInt64 = unsafe extern "C" fn(*mut ffi::sqlite3_context, ffi::sqlite3_int64);
+type UserData = unsafe extern "C" fn(*mut ffi::sqlite3_context) -> *mut c_void;
+type ContextDbHandle = unsafe extern "C" fn(*mut ffi::sqlite3_context) -> *mut ffi::sqlite3;
+type FileControl =
+    unsafe extern "C" fn(*mut ffi::sqlite3, *const c_char, c_int, *mut c_void) -> c_int;
+type Free = unsafe extern "C" fn(*mut c_void);
 /// An extension entry point: (connection, error slot, API table).
 type EntryPoint = unsafe extern "C" fn(
     *mut ffi::sqlite3,
@@ -59,6 +65,11 @@ pub(super) struct SqliteApi {
     pub(super) result_text: ResultText,
     pub(super) result_error: ResultError,
     pub(super) result_null: ResultNull,
+    pub(super) result_int64: ResultInt64,
+    pub(super) user_data: UserData,
+    pub(super) context_db_handle: ContextDbHandle,
+    pub(super) file_control: FileControl,
+    pub(super) free: Free,
     pub(super) auto_extension: AutoExtension,
 }
 
@@ -86,6 +97,11 @@ impl SqliteApi {
             result_text: api.result_text?,
             result_error: api.result_error?,
             result_null: api.result_null?,
+            result_int64: api.result_int64?,
+            user_data: api.user_data?,
+            context_db_handle: api.context_db_handle?,
+            file_control: api.file_control?,
+            free: api.free?,
             // SAFETY: the C API takes an entry point as `void(*)(void)` and calls it with the
             // entry-point arguments; both are one function pointer in the same register.
             auto_extension: unsafe {
@@ -111,6 +127,11 @@ impl SqliteApi {
             result_text: ffi::sqlite3_result_text,
             result_error: ffi::sqlite3_result_error,
             result_null: ffi::sqlite3_result_null,
+            result_int64: ffi::sqlite3_result_int64,
+            user_data: ffi::sqlite3_user_data,
+            context_db_handle: ffi::sqlite3_context_db_handle,
+            file_control: ffi::sqlite3_file_control,
+            free: ffi::sqlite3_free,
             auto_extension: ffi::sqlite3_auto_extension,
         }
     }

@@ -4,32 +4,50 @@
 
 use super::api::{SqlFunction, SqliteApi, api};
 use super::entry::REGISTER;
+use super::status::x_status;
 use super::vfs_methods::base_vfs;
 use super::{VFS_NAME, c_string, guard};
+use crate::ext::{STATUS_FUNCTIONS, SqlValue};
 use libsqlite3_sys as ffi;
-use std::ffi::{CStr, CString, c_int};
+use std::ffi::{CStr, CString, c_int, c_void};
 use std::ptr;
 
-/// `ltx_last_error`, `ltx_register` and `ltx_default_vfs` on `db`: direct calls only, so a
-/// database's schema (a view, a trigger) cannot remap names.
+/// The SQL functions on `db`. `ltx_last_error`, `ltx_register`, `ltx_default_vfs` and the
+/// status functions that travel are direct calls only, so a database's schema (a view, a
+/// trigger) cannot remap names or move a connection in time; the status functions that
+/// only answer may be called from anywhere.
 pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
-    let flags = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
-    let functions: [(&CStr, c_int, SqlFunction); 4] = [
+    let direct = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
+    let ours: [(&CStr, c_int, SqlFunction); 4] = [
         (c"ltx_last_error", 0, x_ltx_last_error),
         (c"ltx_register", 2, x_ltx_register),
         (c"ltx_register", 3, x_ltx_register),
         (c"ltx_default_vfs", 1, x_ltx_default_vfs),
     ];
-    for (name, n_args, function) in functions {
+    let ours = ours
+        .into_iter()
+        .map(|(name, n_args, f)| (name, n_args, direct, f, ptr::null_mut()));
+    // Each status function with and without its schema argument; its description is the
+    // user data its callback reads.
+    let status = STATUS_FUNCTIONS.iter().flat_map(|f| {
+        let (first, flags) = match f.sets {
+            true => (1, direct),
+            false => (0, ffi::SQLITE_UTF8),
+        };
+        let data = std::ptr::from_ref(f).cast_mut().cast::<c_void>();
+        [first, first + 1].map(|n_args| (f.name, n_args, flags, x_status as SqlFunction, data))
+    });
+    for (name, n_args, flags, function, data) in ours.chain(status) {
         // SAFETY: `db` is the open connection SQLite passed to the entry point; the name is
-        // NUL-terminated; no user data, so no destructor.
+        // NUL-terminated; the user data is null or a `&'static StatusFunction`, so it needs
+        // no destructor.
         let rc = unsafe {
             (api.create_function)(
                 db,
                 name.as_ptr(),
                 n_args,
                 flags,
-                ptr::null_mut(),
+                data,
                 Some(function),
                 None,
                 None,
@@ -70,31 +88,32 @@ unsafe fn text_args(
         .collect()
 }
 
-/// Runs a SQL function's body on its arguments (as text) and sets its result: text, NULL
-/// (`Ok(None)`), or an error with its sentence.
+/// Runs a SQL function's body on its arguments (as text) and sets its result: text (or
+/// NULL, for `None`), an integer, or an error with its sentence.
 ///
 /// # Safety
 /// `ctx`, `argc` and `argv` are what SQLite passed to the function.
-unsafe fn sql_function(
+pub(super) unsafe fn sql_function<T: Into<SqlValue>>(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
-    body: impl FnOnce(&SqliteApi, &[Option<String>]) -> Result<Option<String>, String>,
+    body: impl FnOnce(&SqliteApi, &[Option<String>]) -> Result<T, String>,
 ) {
     guard(0, || {
         let Some(api) = api() else { return 0 };
         // SAFETY: SQLite's own arguments, per the contract.
         let args = unsafe { text_args(api, argc, argv) };
-        let result = body(api, &args);
+        let result = body(api, &args).map(Into::into);
         // SAFETY: `ctx` is the function's context; texts are NUL-terminated (length -1)
         // and SQLite copies them (SQLITE_TRANSIENT) before they are dropped.
         unsafe {
             match result {
-                Ok(Some(text)) => {
+                Ok(SqlValue::Text(text)) => {
                     let text = c_string(&text);
                     (api.result_text)(ctx, text.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
                 }
-                Ok(None) => (api.result_null)(ctx),
+                Ok(SqlValue::Integer(n)) => (api.result_int64)(ctx, n),
+                Ok(SqlValue::Null) => (api.result_null)(ctx),
                 Err(text) => (api.result_error)(ctx, c_string(&text).as_ptr(), -1),
             }
         }

@@ -14,7 +14,8 @@
 //! C contracts: https://www.sqlite.org/c3ref/vfs.html and https://www.sqlite.org/c3ref/io_methods.html
 //!
 //! One file per idea: [`api`] (the table of SQLite functions we call), [`entry`] (entry
-//! point and registration), [`functions`] (SQL functions), [`io_methods`] (file callbacks),
+//! point and registration), [`functions`] (SQL functions), [`status`] (the status functions'
+//! way to a connection's database), [`io_methods`] (file callbacks),
 //! [`vfs_methods`] (VFS callbacks). Each `unsafe` block says why it holds in a `// SAFETY:`
 //! comment.
 
@@ -22,6 +23,7 @@ mod api;
 mod entry;
 mod functions;
 mod io_methods;
+mod status;
 mod vfs_methods;
 
 #[cfg(feature = "static")]
