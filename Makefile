@@ -7,6 +7,10 @@ TOOLS := .tools
 # The bindings' pinned build and test dependencies.
 SETUPTOOLS := setuptools==80.9.0 wheel==0.45.1
 PYTEST := pytest==8.4.2 apsw==3.50.4.0
+# The hosts of the plugins the wheel brings (bindings/python/tests/test_datasette.py and
+# test_sqlite_utils.py): Datasette 0.65 with sqlite-utils, then Datasette 1.0 on its own.
+PLUGIN_HOSTS := datasette==0.65.5 sqlite-utils==4.2.1
+DATASETTE_1 := datasette==1.0a41
 WHEEL_DIR := target/wheels
 # The system python: its sqlite3 module can load extensions (pyenv's cannot).
 SYSTEM_PYTHON ?= /usr/bin/python3
@@ -61,12 +65,17 @@ python: build
 	rm -rf bindings/python/build bindings/python/src/*.egg-info
 	ls $(WHEEL_DIR)/ltxvfs-*.whl
 
-## python-test: the wheel installed into a fresh venv of the system python, then pytest
+## python-test: the wheel installed into a fresh venv of the system python, then pytest;
+## the Datasette plugin's tests again with Datasette 1.0
 python-test: python
 	rm -rf target/py-test; $(SYSTEM_PYTHON) -m venv target/py-test
-	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(WHEEL_DIR)/ltxvfs-*.whl
+	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(PLUGIN_HOSTS) $(WHEEL_DIR)/ltxvfs-*.whl
 	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
 	    ../../../target/py-test/bin/python -m pytest -q -p no:cacheprovider .
+	rm -rf target/py-test-datasette1; $(SYSTEM_PYTHON) -m venv target/py-test-datasette1
+	target/py-test-datasette1/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(DATASETTE_1) $(WHEEL_DIR)/ltxvfs-*.whl
+	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
+	    ../../../target/py-test-datasette1/bin/python -m pytest -q -p no:cacheprovider test_datasette.py
 
 ## node: the npm package of bindings/node, with the library in it (target/npm/)
 node: build

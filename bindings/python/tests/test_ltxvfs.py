@@ -184,3 +184,24 @@ def test_environment_makes_ltx_the_default_vfs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1980", "0000000000000002"]
     assert not (tmp_path / "whatever.db").exists()
+
+
+def test_shared_cache_memory_databases_opened_after_the_switch_stay_shared():
+    # SQLite keys a shared-cache in-memory database by VFS and name, and never asks the VFS
+    # to open it: connections opened after ltx_default_vfs(1) share one, as before it. (One
+    # opened before the switch and one after would be two: switch first, README.)
+    result = run_alone(
+        "import sqlite3, ltxvfs\n"
+        "c = sqlite3.connect(':memory:')\n"
+        "ltxvfs.load(c)\n"
+        "c.execute('SELECT ltx_default_vfs(1)')\n"
+        "uri = 'file:shared?mode=memory&cache=shared'\n"
+        "a = sqlite3.connect(uri, uri=True)\n"
+        "a.execute('CREATE TABLE t(x)'); a.execute(\"INSERT INTO t VALUES ('seen')\"); a.commit()\n"
+        "b = sqlite3.connect(uri, uri=True)\n"
+        "print(b.execute('SELECT x FROM t').fetchone()[0])\n"
+        "t = sqlite3.connect('')\n"  # a temporary database: the default VFS's, not a replica
+        "t.execute('CREATE TABLE t(x)'); print(t.execute('SELECT count(*) FROM t').fetchone()[0])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["seen", "0"]
