@@ -95,6 +95,16 @@ def test_connect_passes_driver_arguments():
     conn.close()
 
 
+def test_an_unknown_keyword_names_the_valid_settings():
+    # A typo must not reach sqlite3.connect as a bare TypeError (issue #16), nor be dropped.
+    with pytest.raises(TypeError) as e:
+        ltxvfs.connect(URL, cache_sz="1MiB")
+    message = str(e.value)
+    assert "'cache_sz'" in message
+    assert all(name in message for name in ltxvfs.SETTINGS), message
+    assert "check_same_thread" in message
+
+
 def test_load_then_uri():
     ltxvfs.load(sqlite3.connect(":memory:"))
     conn = sqlite3.connect(f"file:app.db?vfs=ltx&replica={URL}&poll=0", uri=True)
