@@ -21,7 +21,7 @@ NODE_HEADERS := $(if $(wildcard /usr/include/node/node.h),npm_config_nodedir=/us
 LITESTREAM_VERSIONS := 0.5.15 0.5.17
 LIVE_FIXTURES := target/live-fixtures
 
-.PHONY: build test sql-test python python-test node node-test fuzz bench demo lint tools live-fixtures fixtures sql-replica clean
+.PHONY: build test sql-test clients-test python python-test node node-test fuzz bench demo lint tools live-fixtures fixtures sql-replica clean
 
 ## build: the release library, target/release/libltxvfs.so
 build:
@@ -47,12 +47,16 @@ test: build live-fixtures
 	scripts/with-stores.sh $(CARGO) test -p ltxvfs-sqlite-tests
 	/usr/bin/python3 tests/fork_after_use.py target/release/libltxvfs "file://$(CURDIR)/sql-tests/replica"
 	/usr/bin/python3 tests/rss_bound.py target/release/libltxvfs $(TOOLS)/litestream-0.5.17/bin/litestream
-	$(MAKE) --no-print-directory sql-test
+	$(MAKE) --no-print-directory sql-test clients-test
 	$(MAKE) --no-print-directory python-test node-test
 
 ## sql-test: golden SQL scripts in the system sqlite3 shell with the built extension
 sql-test: build tools
 	scripts/with-stores.sh sql-tests/run.sh
+
+## clients-test: the README's C, Go and Rust recipes, built as a user would, on the replica
+clients-test: build tools
+	tests/clients/run.sh
 
 ## python: the wheel of bindings/python, with the library in it (target/wheels/)
 python: build
@@ -121,6 +125,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy -p ltxvfs-sqlite-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p ltxvfs-client-rusqlite --all-targets -- -D warnings
 
 ## fixtures: regenerate the checked-in fixtures (tests/fixtures/litestream-*)
 fixtures: tools

@@ -28,6 +28,12 @@ if [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import venv, ensurepip' 2
 fi
 command -v g++ >/dev/null || need_apt+=(g++ make)  # better-sqlite3 builds from source
 [[ -x /usr/bin/python3 ]] || need_apt+=(python3 python3-venv)
+# The client recipes (tests/clients/run.sh): C against libsqlite3, Go with Debian's
+# mattn/go-sqlite3 (built offline, in GOPATH mode).
+[[ -f /usr/include/sqlite3.h ]] || need_apt+=(libsqlite3-dev)
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v go >/dev/null || need_apt+=(golang-go)
+[[ -d /usr/share/gocode/src/github.com/mattn/go-sqlite3 ]] || need_apt+=(golang-github-mattn-go-sqlite3-dev)
 if ((${#need_apt[@]})); then
     echo "install-tools: apt-get install ${need_apt[*]}"
     apt-get update -qq
