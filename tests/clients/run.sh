@@ -20,7 +20,7 @@ expect() {  # expect NAME OUTPUT: the lines every recipe prints
     local want=(
         "txid 0000000000000002, 1980 orders"
         "open: unable to open database file"
-        "why: ltxvfs: cannot open $root/app.db: replica file:///nonexistent/app.db: /nonexistent/app.db is not a directory"
+        "why: ltxvfs: cannot open app.db: replica file:///nonexistent/app.db: /nonexistent/app.db is not a directory"
     )
     for line in "${want[@]}"; do
         if ! grep -qF -- "$line" <<< "$output"; then

@@ -35,6 +35,7 @@ use api::api;
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, CString, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 
 /// The name the VFS registers under.
 const VFS_NAME: &CStr = c"ltx";
@@ -83,11 +84,20 @@ fn error_code(e: &Error, opening: bool) -> c_int {
 }
 
 /// Logs an error and makes it the process's last error; returns its code. `opening`: the
-/// name of the database whose open failed.
+/// full path SQLite gave xOpen for the database whose open failed.
 fn report(e: &Error, opening: Option<&str>) -> (c_int, String) {
     let code = error_code(e, opening.is_some());
     let message = match opening {
-        Some(name) => format!("ltxvfs: cannot open {name}: {e}"),
+        // The sentence names what the user gave: SQLite hands xOpen the name made absolute
+        // against the working directory (a path the user never wrote, issue #16), and the
+        // name is only a label anyway; the file name is what was written in the URI or
+        // mapped with ltx_register.
+        Some(path) => {
+            let name = Path::new(path)
+                .file_name()
+                .map_or(path.into(), |n| n.to_string_lossy());
+            format!("ltxvfs: cannot open {name}: {e}")
+        }
         None => format!("ltxvfs: {e}"),
     };
     if let Some(api) = api() {
