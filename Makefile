@@ -7,6 +7,10 @@ TOOLS := .tools
 # The bindings' pinned build and test dependencies.
 SETUPTOOLS := setuptools==80.9.0 wheel==0.45.1
 PYTEST := pytest==8.4.2 apsw==3.50.4.0
+# The hosts of the plugins the wheel brings (bindings/python/tests/test_datasette.py and
+# test_sqlite_utils.py): Datasette 0.65 with sqlite-utils, then Datasette 1.0 on its own.
+PLUGIN_HOSTS := datasette==0.65.5 sqlite-utils==4.2.1
+DATASETTE_1 := datasette==1.0a41
 WHEEL_DIR := target/wheels
 # The system python: its sqlite3 module can load extensions (pyenv's cannot).
 SYSTEM_PYTHON ?= /usr/bin/python3
@@ -17,11 +21,27 @@ NODE_HEADERS := $(if $(wildcard /usr/include/node/node.h),npm_config_nodedir=/us
 LITESTREAM_VERSIONS := 0.5.15 0.5.17
 LIVE_FIXTURES := target/live-fixtures
 
-.PHONY: build test sql-test python python-test node node-test fuzz bench demo lint tools live-fixtures fixtures sql-replica clean
+.PHONY: build dist test sql-test clients-test python python-test node node-test fuzz bench demo lint tools live-fixtures fixtures sql-replica clean
 
 ## build: the release library, target/release/libltxvfs.so
 build:
 	$(CARGO) build --release --lib
+
+## dist: the library the packages ship (target/dist/): built for glibc 2.17 and up
+## (manylinux2014) with cargo-zigbuild and zig from PyPI (.tools/zig), stripped, its debug
+## info beside it in libltxvfs.so.debug (named by .gnu_debuglink), then checked
+DIST := target/dist
+DIST_TARGET := x86_64-unknown-linux-gnu
+DIST_GLIBC := 2.17
+WHEEL_PLATFORM := manylinux_2_17_x86_64.manylinux2014_x86_64
+dist: tools
+	PATH=$(abspath $(TOOLS)/zig/bin):$$PATH $(TOOLS)/zig/bin/cargo-zigbuild build --release --lib \
+	    --target $(DIST_TARGET).$(DIST_GLIBC)
+	mkdir -p $(DIST)
+	objcopy --only-keep-debug target/$(DIST_TARGET)/release/libltxvfs.so $(DIST)/libltxvfs.so.debug
+	objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=$(DIST)/libltxvfs.so.debug \
+	    target/$(DIST_TARGET)/release/libltxvfs.so $(DIST)/libltxvfs.so
+	GLIBC=$(DIST_GLIBC) scripts/check-dist.sh $(DIST)/libltxvfs.so
 
 ## tools: the pinned litestream binaries the tests drive (.tools/)
 tools:
@@ -44,35 +64,46 @@ test: build live-fixtures
 	scripts/with-stores.sh $(CARGO) test -p ltxvfs-sqlite-tests
 	/usr/bin/python3 tests/fork_after_use.py target/release/libltxvfs "file://$(CURDIR)/sql-tests/replica"
 	/usr/bin/python3 tests/rss_bound.py target/release/libltxvfs $(TOOLS)/litestream-0.5.17/bin/litestream
-	$(MAKE) --no-print-directory sql-test
+	$(MAKE) --no-print-directory sql-test clients-test
 	$(MAKE) --no-print-directory python-test node-test
 
 ## sql-test: golden SQL scripts in the system sqlite3 shell with the built extension
 sql-test: build tools
 	scripts/with-stores.sh sql-tests/run.sh
 
-## python: the wheel of bindings/python, with the library in it (target/wheels/)
-python: build
-	cp target/release/libltxvfs.so bindings/python/src/ltxvfs/libltxvfs.so
+## clients-test: the README's C, Go and Rust recipes, built as a user would, on the replica
+clients-test: build tools
+	tests/clients/run.sh
+
+## python: the manylinux wheel of bindings/python, with the library of `make dist` in it
+## (target/wheels/), its tag checked against `auditwheel show`
+python: dist
+	cp $(DIST)/libltxvfs.so bindings/python/src/ltxvfs/libltxvfs.so
 	[[ -x $(TOOLS)/pybuild/bin/pip ]] || $(PYTHON) -m venv $(TOOLS)/pybuild
 	$(TOOLS)/pybuild/bin/pip install --quiet --disable-pip-version-check $(SETUPTOOLS)
 	rm -rf $(WHEEL_DIR) bindings/python/build; mkdir -p $(WHEEL_DIR)
-	$(TOOLS)/pybuild/bin/pip wheel --quiet --disable-pip-version-check --no-deps \
-	    --no-build-isolation --wheel-dir $(WHEEL_DIR) ./bindings/python
+	LTXVFS_WHEEL_PLATFORM=$(WHEEL_PLATFORM) $(TOOLS)/pybuild/bin/pip wheel --quiet \
+	    --disable-pip-version-check --no-deps --no-build-isolation --wheel-dir $(WHEEL_DIR) ./bindings/python
 	rm -rf bindings/python/build bindings/python/src/*.egg-info
-	ls $(WHEEL_DIR)/ltxvfs-*.whl
+	GLIBC=$(DIST_GLIBC) AUDITWHEEL=$(TOOLS)/zig/bin/auditwheel scripts/check-dist.sh \
+	    $(DIST)/libltxvfs.so $(WHEEL_DIR)/ltxvfs-*.whl
 
-## python-test: the wheel installed into a fresh venv of the system python, then pytest
+## python-test: the wheel installed into a fresh venv of the system python, then pytest;
+## the Datasette plugin's tests again with Datasette 1.0
 python-test: python
 	rm -rf target/py-test; $(SYSTEM_PYTHON) -m venv target/py-test
-	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(WHEEL_DIR)/ltxvfs-*.whl
+	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(PLUGIN_HOSTS) $(WHEEL_DIR)/ltxvfs-*.whl
 	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
 	    ../../../target/py-test/bin/python -m pytest -q -p no:cacheprovider .
+	rm -rf target/py-test-datasette1; $(SYSTEM_PYTHON) -m venv target/py-test-datasette1
+	target/py-test-datasette1/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(DATASETTE_1) $(WHEEL_DIR)/ltxvfs-*.whl
+	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
+	    ../../../target/py-test-datasette1/bin/python -m pytest -q -p no:cacheprovider test_datasette.py
 
-## node: the npm package of bindings/node, with the library in it (target/npm/)
-node: build
+## node: the npm package of bindings/node, with the library of `make dist` in it (target/npm/)
+node: dist
 	mkdir -p bindings/node/lib target/npm
-	cp target/release/libltxvfs.so bindings/node/lib/libltxvfs.so
+	cp $(DIST)/libltxvfs.so bindings/node/lib/libltxvfs.so
 	rm -f target/npm/ltxvfs-*.tgz
 	cd bindings/node && npm pack --silent --pack-destination ../../target/npm > /dev/null
 	ls target/npm/ltxvfs-*.tgz
@@ -119,6 +150,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy -p ltxvfs-sqlite-tests --all-targets -- -D warnings
+	$(CARGO) clippy -p ltxvfs-client-rusqlite --all-targets -- -D warnings
 
 ## fixtures: regenerate the checked-in fixtures (tests/fixtures/litestream-*)
 fixtures: tools

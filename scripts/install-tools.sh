@@ -17,6 +17,10 @@ AZURITE_VERSION=3.37.0
 # object_store's GCS client uses, and sends no ETag or Last-Modified with an object.
 FAKE_GCS_WRAPPER_VERSION=0.1.1
 LITESTREAM_VFS_VERSION=0.5.17
+# The packages' library for glibc 2.17 (`make dist`), and the check of the wheel's tag.
+ZIGBUILD_VERSION=0.24.1
+ZIGLANG_VERSION=0.15.2
+AUDITWHEEL_VERSION=6.8.2
 
 # Debian packages, only when missing.
 need_apt=()
@@ -32,6 +36,13 @@ if [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import venv, ensurepip' 2
 fi
 command -v g++ >/dev/null || need_apt+=(g++ make)  # better-sqlite3 builds from source
 [[ -x /usr/bin/python3 ]] || need_apt+=(python3 python3-venv)
+# The client recipes (tests/clients/run.sh): C against libsqlite3, Go with Debian's
+# mattn/go-sqlite3 (built offline, in GOPATH mode).
+[[ -f /usr/include/sqlite3.h ]] || need_apt+=(libsqlite3-dev)
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v objcopy >/dev/null || need_apt+=(binutils)  # make dist: strip, keep debug info
+command -v go >/dev/null || need_apt+=(golang-go)
+[[ -d /usr/share/gocode/src/github.com/mattn/go-sqlite3 ]] || need_apt+=(golang-github-mattn-go-sqlite3-dev)
 if ((${#need_apt[@]})); then
     echo "install-tools: apt-get install ${need_apt[*]}"
     apt-get update -qq
@@ -83,6 +94,17 @@ if [[ "${INSTALL_BENCH:-}" == 1 ]]; then
         "$PYTHON" -m venv "$venv"
         "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-vfs==$LITESTREAM_VFS_VERSION"
     fi
+fi
+
+venv="$TOOLS/zig"
+zig_pins=("cargo-zigbuild==$ZIGBUILD_VERSION" "ziglang==$ZIGLANG_VERSION" "auditwheel==$AUDITWHEEL_VERSION")
+if ! [[ -x "$venv/bin/cargo-zigbuild" ]] \
+    || [[ "$("$venv/bin/pip" freeze --disable-pip-version-check 2>/dev/null | grep -E '^(cargo-zigbuild|ziglang|auditwheel)==' | sort)" \
+        != "$(printf '%s\n' "${zig_pins[@]}" | sort)" ]]; then
+    echo "install-tools: ${zig_pins[*]} into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${zig_pins[@]}"
 fi
 
 dir="$TOOLS/azurite"

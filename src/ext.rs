@@ -7,8 +7,14 @@
 //! - `ltx_default_vfs(on)` makes `ltx` the default VFS (1) or gives the place back (0).
 //! - `ltx_last_error()` is the sentence behind the process's last error (why an open failed:
 //!   SQLite itself only says "unable to open database file").
+//! - The status functions, callable from SELECT where a PRAGMA cannot go (Datasette, ORMs):
+//!   `ltx_txid()`, `ltx_time()`, `ltx_lag()`, `ltx_stats()`, `ltx_hydration()` and
+//!   `ltx_set_time(t)`, with Litestream's names as aliases. Each answers for one database of
+//!   the calling connection (`'main'` unless a schema name is given) exactly what the pragma
+//!   of the same name answers: `vfs::ffi` asks the database's file for that pragma.
 
 use crate::vfs::names::{self, Mapping};
+use std::ffi::CStr;
 
 /// Registers the `ltx` VFS with the SQLite linked into this program (e.g. rusqlite's
 /// `bundled`), and the SQL functions on every connection opened after. Harmless to call more
@@ -64,6 +70,118 @@ pub(crate) fn switch(arg: Option<&str>) -> Option<bool> {
     }
 }
 
+/// A status function: `name([schema])`, or `name(value [, schema])` when it sets.
+#[derive(Debug)]
+pub(crate) struct StatusFunction {
+    pub(crate) name: &'static CStr,
+    /// The pragma whose answer it returns (`PRAGMA pragma` or `PRAGMA pragma = value`).
+    pragma: &'static str,
+    /// Takes a value first: `ltx_set_time(t)` is `PRAGMA ltx_time = t`.
+    pub(crate) sets: bool,
+    /// Answers an integer (Litestream's `litestream_lag`: whole seconds, `-1` if none), so
+    /// that `litestream_lag() > 5` compares numbers; the others answer text, as the pragma.
+    integer: bool,
+}
+
+const fn status(name: &'static CStr, pragma: &'static str, sets: bool) -> StatusFunction {
+    StatusFunction {
+        name,
+        pragma,
+        sets,
+        integer: false,
+    }
+}
+
+/// The status functions, ours and Litestream's names for them.
+pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 10] = [
+    status(c"ltx_txid", "ltx_txid", false),
+    status(c"ltx_time", "ltx_time", false),
+    status(c"ltx_lag", "ltx_lag", false),
+    status(c"ltx_stats", "ltx_stats", false),
+    status(c"ltx_hydration", "ltx_hydration", false),
+    status(c"ltx_set_time", "ltx_time", true),
+    status(c"litestream_txid", "litestream_txid", false),
+    status(c"litestream_time", "litestream_time", false),
+    StatusFunction {
+        integer: true,
+        ..status(c"litestream_lag", "litestream_lag", false)
+    },
+    status(c"litestream_set_time", "litestream_time", true),
+];
+
+/// What a database's file said to a pragma a status function asked it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Asked {
+    /// An `ltx` file answered (or, for a setting, reached) this.
+    Answered(Option<String>),
+    /// An `ltx` file refused, with this sentence.
+    Failed(String),
+    /// The file is not one of ours (a local file, a memory database).
+    NotLtx,
+    /// The connection has no database of that schema name.
+    NoSuchSchema,
+}
+
+/// A SQL function's result.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SqlValue {
+    Text(String),
+    Integer(i64),
+    Null,
+}
+
+impl From<Option<String>> for SqlValue {
+    fn from(text: Option<String>) -> SqlValue {
+        text.map_or(SqlValue::Null, SqlValue::Text)
+    }
+}
+
+impl StatusFunction {
+    /// Runs the function on its SQL arguments (as text, `None` for NULL); `ask(schema,
+    /// pragma, value)` puts the pragma to that database's file. Returns the result, or the
+    /// sentence of the SQL error.
+    pub(crate) fn call(
+        &self,
+        args: &[Option<String>],
+        ask: impl FnOnce(&str, &str, Option<&str>) -> Asked,
+    ) -> Result<SqlValue, String> {
+        let name = self.name.to_string_lossy();
+        let (value, schema) = if self.sets {
+            match args {
+                [Some(value), rest @ ..] => (Some(value.as_str()), rest.first()),
+                _ => {
+                    return Err(format!(
+                        "usage: {name}(time [, schema]), time as RFC 3339, '5 minutes ago' or 'latest'"
+                    ));
+                }
+            }
+        } else {
+            (None, args.first())
+        };
+        let schema = match schema {
+            None => "main",
+            Some(Some(schema)) => schema.as_str(),
+            Some(None) => return Err(format!("{name}: the schema name is NULL")),
+        };
+        match ask(schema, self.pragma, value) {
+            Asked::Answered(None) => Ok(SqlValue::Null),
+            Asked::Answered(Some(text)) if self.integer => text
+                .parse()
+                .map(SqlValue::Integer)
+                .map_err(|_| format!("{name}: not an integer: {text:?}")),
+            Asked::Answered(Some(text)) => Ok(SqlValue::Text(text)),
+            Asked::Failed(sentence) => Err(sentence),
+            Asked::NotLtx => Err(format!(
+                "{name}: database {schema:?} of this connection is not read through the ltx VFS \
+                 (open it as file:NAME?vfs=ltx&replica=URL)"
+            )),
+            Asked::NoSuchSchema => Err(format!(
+                "{name}: this connection has no database {schema:?}"
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +225,65 @@ mod tests {
         assert!(names::get("/work/dir/x.db").is_none());
         let nameless = ltx_register(&text(&[Some(""), Some("file:///r")]), |_| None);
         assert!(nameless.unwrap_err().contains("not a file name"));
+    }
+
+    fn function(name: &str) -> &'static StatusFunction {
+        STATUS_FUNCTIONS
+            .iter()
+            .find(|f| f.name.to_str() == Ok(name))
+            .unwrap()
+    }
+
+    #[test]
+    fn status_functions_ask_their_pragma_of_main_or_the_schema_given() {
+        let asked = |f: &str, args: &[Option<&str>]| {
+            let mut seen = None;
+            let out = function(f).call(&text(args), |schema, pragma, value| {
+                seen = Some((
+                    schema.to_string(),
+                    pragma.to_string(),
+                    value.map(str::to_string),
+                ));
+                Asked::Answered(Some("7".into()))
+            });
+            (out, seen.unwrap())
+        };
+        let (out, seen) = asked("ltx_txid", &[]);
+        assert_eq!(out, Ok(SqlValue::Text("7".into())));
+        assert_eq!(seen, ("main".into(), "ltx_txid".into(), None));
+        let (_, seen) = asked("litestream_time", &[Some("aux")]);
+        assert_eq!(seen, ("aux".into(), "litestream_time".into(), None));
+        let (_, seen) = asked("ltx_set_time", &[Some("latest"), Some("aux")]);
+        assert_eq!(
+            seen,
+            ("aux".into(), "ltx_time".into(), Some("latest".into()))
+        );
+        let (out, seen) = asked("litestream_lag", &[]);
+        assert_eq!(out, Ok(SqlValue::Integer(7)));
+        assert_eq!(seen.1, "litestream_lag");
+    }
+
+    #[test]
+    fn status_functions_say_why_they_cannot_answer() {
+        let err = |f: &str, args: &[Option<&str>], asked: Asked| {
+            function(f).call(&text(args), |_, _, _| asked).unwrap_err()
+        };
+        let e = err("ltx_txid", &[], Asked::NotLtx);
+        assert!(
+            e.contains("\"main\"") && e.contains("not read through the ltx VFS"),
+            "{e}"
+        );
+        let e = err("ltx_lag", &[Some("nope")], Asked::NoSuchSchema);
+        assert!(e.contains("no database \"nope\""), "{e}");
+        assert_eq!(
+            err("ltx_set_time", &[Some("x")], Asked::Failed("why".into())),
+            "why"
+        );
+        assert!(err("ltx_set_time", &[None], Asked::NotLtx).starts_with("usage: ltx_set_time"));
+        assert!(err("ltx_txid", &[None], Asked::NotLtx).contains("NULL"));
+        let e = err("litestream_lag", &[], Asked::Answered(Some("soon".into())));
+        assert!(e.contains("not an integer"), "{e}");
+        let null = function("ltx_stats").call(&[], |_, _, _| Asked::Answered(None));
+        assert_eq!(null, Ok(SqlValue::Null));
     }
 }

@@ -1,6 +1,10 @@
 """The wheel carries a native library (libltxvfs.so) but no Python extension module: it is
-tagged for the platform (py3-none-<platform>), not for one Python version or ABI."""
+tagged for the platform (py3-none-<platform>), not for one Python version or ABI. `make python`
+builds the library for glibc 2.17 and sets LTXVFS_WHEEL_PLATFORM to the manylinux tag that
+says so (checked with `auditwheel show` by `make python-test`); without it, the tag is this
+machine's platform."""
 
+import os
 import sysconfig
 from pathlib import Path
 
@@ -28,7 +32,11 @@ class PlatformWheel(bdist_wheel):
         self.root_is_pure = False
 
     def get_tag(self):
-        return "py3", "none", sysconfig.get_platform().replace("-", "_").replace(".", "_")
+        # A tag as given ("." joins a compressed tag set); else this machine's platform.
+        platform = os.environ.get("LTXVFS_WHEEL_PLATFORM") or sysconfig.get_platform().replace(
+            "-", "_"
+        ).replace(".", "_")
+        return "py3", "none", platform
 
 
 setup(distclass=BinaryDistribution, cmdclass={"bdist_wheel": PlatformWheel})

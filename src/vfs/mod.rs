@@ -1,4 +1,4 @@
-//! The SQLite glue: the `ltx` VFS. `ffi` holds the C tables and every `unsafe` block;
+//! The SQLite glue: the `ltx` VFS. `ffi/` holds the C tables and every `unsafe` block;
 //! `main_db` is the safe main-database file (snapshot pinning, page-1 patch, pragmas);
 //! `options` resolves per-database settings. Knows nothing of LTX bytes.
 

@@ -12,6 +12,8 @@ mod errors;
 mod faults;
 #[path = "it/follow.rs"]
 mod follow;
+#[path = "it/functions.rs"]
+mod functions;
 #[path = "it/gcs.rs"]
 mod gcs;
 #[path = "it/hydrate.rs"]

@@ -95,6 +95,16 @@ def test_connect_passes_driver_arguments():
     conn.close()
 
 
+def test_an_unknown_keyword_names_the_valid_settings():
+    # A typo must not reach sqlite3.connect as a bare TypeError (issue #16), nor be dropped.
+    with pytest.raises(TypeError) as e:
+        ltxvfs.connect(URL, cache_sz="1MiB")
+    message = str(e.value)
+    assert "'cache_sz'" in message
+    assert all(name in message for name in ltxvfs.SETTINGS), message
+    assert "check_same_thread" in message
+
+
 def test_load_then_uri():
     ltxvfs.load(sqlite3.connect(":memory:"))
     conn = sqlite3.connect(f"file:app.db?vfs=ltx&replica={URL}&poll=0", uri=True)
@@ -184,3 +194,24 @@ def test_environment_makes_ltx_the_default_vfs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1980", "0000000000000002"]
     assert not (tmp_path / "whatever.db").exists()
+
+
+def test_shared_cache_memory_databases_opened_after_the_switch_stay_shared():
+    # SQLite keys a shared-cache in-memory database by VFS and name, and never asks the VFS
+    # to open it: connections opened after ltx_default_vfs(1) share one, as before it. (One
+    # opened before the switch and one after would be two: switch first, README.)
+    result = run_alone(
+        "import sqlite3, ltxvfs\n"
+        "c = sqlite3.connect(':memory:')\n"
+        "ltxvfs.load(c)\n"
+        "c.execute('SELECT ltx_default_vfs(1)')\n"
+        "uri = 'file:shared?mode=memory&cache=shared'\n"
+        "a = sqlite3.connect(uri, uri=True)\n"
+        "a.execute('CREATE TABLE t(x)'); a.execute(\"INSERT INTO t VALUES ('seen')\"); a.commit()\n"
+        "b = sqlite3.connect(uri, uri=True)\n"
+        "print(b.execute('SELECT x FROM t').fetchone()[0])\n"
+        "t = sqlite3.connect('')\n"  # a temporary database: the default VFS's, not a replica
+        "t.execute('CREATE TABLE t(x)'); print(t.execute('SELECT count(*) FROM t').fetchone()[0])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["seen", "0"]

@@ -20,6 +20,9 @@ __version__ = "0.1.0"
 #: The settings ``connect`` takes, as the extension's URI parameters name them.
 SETTINGS = ("cache_size", "cache_dir", "cache_dir_size", "timeout", "poll", "hydrate", "txid", "time")
 
+# The keywords ``connect`` hands to ``sqlite3.connect`` (``database`` and ``uri`` are its own).
+_CONNECT_ARGS = ("detect_types", "isolation_level", "check_same_thread", "factory", "cached_statements", "autocommit")
+
 _NO_EXTENSIONS = (
     "this Python's sqlite3 module cannot load extensions (it was built without "
     "--enable-loadable-sqlite-extensions). Use a Python that can (Debian's and Ubuntu's "
@@ -81,7 +84,8 @@ def connect(replica_url: str, *, name: str = "replica.db", **options: Any) -> sq
 
     ``options`` are the extension's settings (``cache_size="64MiB"``, ``timeout="30s"``,
     ``poll="1s"``, ``hydrate=path``, ``txid="4b"``, ``time=datetime or "5 minutes ago"``);
-    any other keyword goes to ``sqlite3.connect`` (``check_same_thread=False``, ...).
+    ``sqlite3.connect``'s own keywords go to it (``check_same_thread=False``, ...); any
+    other is a ``TypeError`` naming the valid ones.
     ``name`` is only a label: nothing is read or written under it.
     """
     if not replica_url:
@@ -93,8 +97,13 @@ def connect(replica_url: str, *, name: str = "replica.db", **options: Any) -> sq
         if key in SETTINGS:
             if value is not None:
                 params.append((key, _setting(value)))
-        else:
+        elif key in _CONNECT_ARGS:
             connect_args[key] = value
+        else:
+            raise TypeError(
+                f"ltxvfs.connect: unknown setting {key!r} (settings: {', '.join(SETTINGS)}; "
+                f"sqlite3.connect arguments: {', '.join(_CONNECT_ARGS)})"
+            )
     query = "&".join(f"{key}={quote(str(value), safe='')}" for key, value in params)
     try:
         return sqlite3.connect(f"file:{quote(name)}?{query}", uri=True, **connect_args)

@@ -1,0 +1,213 @@
+//! The SQL functions, on every connection opened after the extension loads: their C
+//! callbacks, arguments read as text and results set through the API table. Their bodies
+//! are safe code in `crate::ext`; this file only crosses the boundary.
+
+use super::api::{SqlFunction, SqliteApi, api};
+use super::entry::REGISTER;
+use super::status::x_status;
+use super::vfs_methods::base_vfs;
+use super::{VFS_NAME, c_string, guard};
+use crate::ext::{STATUS_FUNCTIONS, SqlValue};
+use libsqlite3_sys as ffi;
+use std::ffi::{CStr, CString, c_int, c_void};
+use std::ptr;
+
+/// The SQL functions on `db`. `ltx_last_error`, `ltx_register`, `ltx_default_vfs` and the
+/// status functions that travel are direct calls only, so a database's schema (a view, a
+/// trigger) cannot remap names or move a connection in time; the status functions that
+/// only answer may be called from anywhere.
+pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
+    let direct = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
+    let ours: [(&CStr, c_int, SqlFunction); 4] = [
+        (c"ltx_last_error", 0, x_ltx_last_error),
+        (c"ltx_register", 2, x_ltx_register),
+        (c"ltx_register", 3, x_ltx_register),
+        (c"ltx_default_vfs", 1, x_ltx_default_vfs),
+    ];
+    let ours = ours
+        .into_iter()
+        .map(|(name, n_args, f)| (name, n_args, direct, f, ptr::null_mut()));
+    // Each status function with and without its schema argument; its description is the
+    // user data its callback reads.
+    let status = STATUS_FUNCTIONS.iter().flat_map(|f| {
+        let (first, flags) = match f.sets {
+            true => (1, direct),
+            false => (0, ffi::SQLITE_UTF8),
+        };
+        let data = std::ptr::from_ref(f).cast_mut().cast::<c_void>();
+        [first, first + 1].map(|n_args| (f.name, n_args, flags, x_status as SqlFunction, data))
+    });
+    for (name, n_args, flags, function, data) in ours.chain(status) {
+        // SAFETY: `db` is the open connection SQLite passed to the entry point; the name is
+        // NUL-terminated; the user data is null or a `&'static StatusFunction`, so it needs
+        // no destructor.
+        let rc = unsafe {
+            (api.create_function)(
+                db,
+                name.as_ptr(),
+                n_args,
+                flags,
+                data,
+                Some(function),
+                None,
+                None,
+                None,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    ffi::SQLITE_OK
+}
+
+/// The arguments of a SQL function call as text, `None` for NULL.
+///
+/// # Safety
+/// `argv` points to `argc` values SQLite passed to the function.
+unsafe fn text_args(
+    api: &SqliteApi,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) -> Vec<Option<String>> {
+    (0..usize::try_from(argc).unwrap_or(0))
+        .map(|i| {
+            // SAFETY: i < argc, per the contract.
+            let value = unsafe { *argv.add(i) };
+            // SAFETY: a value SQLite passed; value_text returns null (NULL, out of memory)
+            // or a NUL-terminated UTF-8 string valid until the next call on the value.
+            unsafe {
+                if (api.value_type)(value) == ffi::SQLITE_NULL {
+                    return None;
+                }
+                let text = (api.value_text)(value);
+                (!text.is_null())
+                    .then(|| CStr::from_ptr(text.cast()).to_string_lossy().into_owned())
+            }
+        })
+        .collect()
+}
+
+/// Runs a SQL function's body on its arguments (as text) and sets its result: text (or
+/// NULL, for `None`), an integer, or an error with its sentence.
+///
+/// # Safety
+/// `ctx`, `argc` and `argv` are what SQLite passed to the function.
+pub(super) unsafe fn sql_function<T: Into<SqlValue>>(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+    body: impl FnOnce(&SqliteApi, &[Option<String>]) -> Result<T, String>,
+) {
+    guard(0, || {
+        let Some(api) = api() else { return 0 };
+        // SAFETY: SQLite's own arguments, per the contract.
+        let args = unsafe { text_args(api, argc, argv) };
+        let result = body(api, &args).map(Into::into);
+        // SAFETY: `ctx` is the function's context; texts are NUL-terminated (length -1)
+        // and SQLite copies them (SQLITE_TRANSIENT) before they are dropped.
+        unsafe {
+            match result {
+                Ok(SqlValue::Text(text)) => {
+                    let text = c_string(&text);
+                    (api.result_text)(ctx, text.as_ptr(), -1, ffi::SQLITE_TRANSIENT());
+                }
+                Ok(SqlValue::Integer(n)) => (api.result_int64)(ctx, n),
+                Ok(SqlValue::Null) => (api.result_null)(ctx),
+                Err(text) => (api.result_error)(ctx, c_string(&text).as_ptr(), -1),
+            }
+        }
+        0
+    });
+}
+
+/// `ltx_last_error()`: the process's last error sentence (why an open failed), or NULL.
+unsafe extern "C" fn x_ltx_last_error(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, |_, _| Ok(crate::vfs::last_error())) }
+}
+
+unsafe extern "C" fn x_ltx_register(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    let body = |api: &SqliteApi, args: &[Option<String>]| {
+        crate::ext::ltx_register(args, |name| {
+            // SAFETY: vfs_find takes a NUL-terminated name; a registered VFS is never freed.
+            let ours = unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) };
+            (!ours.is_null()).then_some(())?;
+            // The name as SQLite will hand it to xOpen: the default VFS's full path.
+            // SAFETY: `ours` is our registered VFS, whose pAppData is the default VFS.
+            full_pathname(unsafe { base_vfs(ours) }, name)
+        })
+        .map(Some)
+    };
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, body) }
+}
+
+unsafe extern "C" fn x_ltx_default_vfs(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    let body = |api: &SqliteApi, args: &[Option<String>]| {
+        let on = crate::ext::switch(args.first().cloned().flatten().as_deref())
+            .ok_or("usage: ltx_default_vfs(1) or ltx_default_vfs(0)")?;
+        let _serial = REGISTER.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: vfs_find takes a NUL-terminated name; a registered VFS is never freed.
+        let ours = unsafe { (api.vfs_find)(VFS_NAME.as_ptr()) };
+        if ours.is_null() {
+            return Err("ltx_default_vfs: the ltx VFS is not registered".into());
+        }
+        // Registering a registered VFS again only moves it: the first is the default.
+        // SAFETY: `ours` is registered, and its pAppData (the VFS that was the default
+        // when ours was registered) too; both live for the process.
+        let rc = unsafe { (api.vfs_register)(if on { ours } else { base_vfs(ours) }, 1) };
+        // SAFETY: null asks for the default VFS; its zName is a NUL-terminated string.
+        let now = unsafe { (api.vfs_find)(ptr::null()).as_ref() }.map(|v| {
+            unsafe { CStr::from_ptr(v.zName) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        match (rc, now) {
+            (ffi::SQLITE_OK, Some(name)) => Ok(Some(name)),
+            _ => Err(format!("ltx_default_vfs: SQLite refused (error {rc})")),
+        }
+    };
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, body) }
+}
+
+/// `name` made absolute by the VFS `vfs`, as SQLite does before it opens a file.
+fn full_pathname(vfs: *mut ffi::sqlite3_vfs, name: &str) -> Option<String> {
+    let name = CString::new(name)
+        .ok()
+        .filter(|n| !n.as_bytes().is_empty())?;
+    // SAFETY: `vfs` is a registered VFS (never freed).
+    let vfs_ref = unsafe { vfs.as_ref() }?;
+    let size = usize::try_from(vfs_ref.mxPathname).ok()?.max(1) + 1;
+    let mut out = vec![0u8; size];
+    let full = vfs_ref.xFullPathname?;
+    // SAFETY: `out` has room for mxPathname + 1 bytes, as the xFullPathname contract asks.
+    let rc = unsafe {
+        full(
+            vfs,
+            name.as_ptr(),
+            c_int::try_from(size).ok()?,
+            out.as_mut_ptr().cast(),
+        )
+    };
+    // SQLITE_OK_SYMLINK (a symbolic link was followed) is a success too.
+    if rc & 0xff != ffi::SQLITE_OK {
+        return None;
+    }
+    CStr::from_bytes_until_nul(&out)
+        .ok()
+        .map(|s| s.to_string_lossy().into_owned())
+}
