@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--root", required=True, type=Path)
     ap.add_argument("--n", default="50", help="tenant counts, comma-separated (e.g. 50,1000)")
     ap.add_argument("--delay-ms", type=float, default=20)
-    ap.add_argument("--readers", default="ltxvfs,litestream")
+    ap.add_argument("--readers", default="ltxvfs,litestream,local",
+                    help="local: the same databases as plain files (SQLite's own memory per connection)")
     ap.add_argument("--lib", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -93,6 +94,7 @@ def main() -> None:
                     "ltxvfs": ["--vfs", "ltx", "--lib", str(args.lib or root / "target/release/libltxvfs")],
                     "litestream": ["--vfs", "litestream", "--lib",
                                    str(tools / "litestream-vfs/lib/python3.11/site-packages/litestream_vfs/litestream-vfs")],
+                    "local": ["--vfs", "local"],
                 }
                 results[str(n)] = {}
                 for name in args.readers.split(","):
@@ -113,13 +115,13 @@ def main() -> None:
 
     for n, r in results.items():
         print(f"\n{n} tenants, {args.delay_ms:g} ms per request")
-        a, b = r.get("ltxvfs", {}), r.get("litestream", {})
-        print(f"{'measure':34} {'ltxvfs':>12} {'litestream':>12} {'ltx/ls':>8}")
-        for k in sorted(set(a) | set(b)):
-            x, y = a.get(k), b.get(k)
+        a, b, c = r.get("ltxvfs", {}), r.get("litestream", {}), r.get("local", {})
+        print(f"{'measure':34} {'ltxvfs':>12} {'litestream':>12} {'local':>10} {'ltx/ls':>8}")
+        for k in sorted(set(a) | set(b) | set(c)):
+            x, y, z = a.get(k), b.get(k), c.get(k)
             fmt = lambda v: "" if v is None else (f"{v:12.3f}" if isinstance(v, (int, float)) else str(v)[:40])
             ratio = f"{x / y:8.2f}" if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y else ""
-            print(f"{k:34} {fmt(x):>12} {fmt(y):>12} {ratio:>8}")
+            print(f"{k:34} {fmt(x):>12} {fmt(y):>12} {fmt(z):>10} {ratio:>8}")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -159,6 +159,29 @@ impl PageIndex {
         Self::decode(bytes, span.start).map(TailIndex::Complete)
     }
 
+    /// As [`PageIndex::from_tail`], keeping the index in `tail`'s buffer when it is most of
+    /// it (the rest of a large index, fetched on its own) instead of copying it: a large
+    /// index is then held once, not twice, while the page map is built from it.
+    ///
+    /// # Errors
+    /// As [`PageIndex::from_tail`].
+    pub fn from_tail_owned(tail: Bytes, file_len: u64) -> Result<TailIndex, Error> {
+        let span = Self::locate(&tail, file_len)?;
+        let tail_start = file_len - tail.len() as u64;
+        if span.start < tail_start || span.len < tail.len() as u64 / 2 {
+            return Self::from_tail(&tail, file_len);
+        }
+        let from = (span.start - tail_start) as usize;
+        let bytes = tail
+            .get(from..from + span.len as usize)
+            .ok_or_else(|| Error::BadIndex("index span outside the tail".into()))?;
+        let len = Self::check(bytes, span.start)?;
+        Ok(TailIndex::Complete(PageIndex {
+            bytes: tail.slice(from..from + span.len as usize),
+            len,
+        }))
+    }
+
     /// Decodes the index entries and terminator (`bytes`, exactly `index_size` long) of a
     /// file whose index starts at byte `start`.
     ///
@@ -166,6 +189,15 @@ impl PageIndex {
     /// [`Error::BadIndex`] if an entry is malformed, out of order, overlaps another or lies
     /// outside the page block; [`Error::VarintOverflow`]/[`Error::Truncated`] for bad varints.
     pub fn decode(bytes: &[u8], start: u64) -> Result<PageIndex, Error> {
+        let len = Self::check(bytes, start)?;
+        Ok(PageIndex {
+            bytes: Bytes::copy_from_slice(bytes),
+            len,
+        })
+    }
+
+    /// Checks encoded entries as [`PageIndex::decode`] does; how many there are.
+    fn check(bytes: &[u8], start: u64) -> Result<usize, Error> {
         let block_end = start
             .checked_sub(PAGE_HEADER_SIZE as u64)
             .filter(|&end| end >= HEADER_SIZE as u64)
@@ -209,10 +241,7 @@ impl PageIndex {
                 r.remaining()
             )));
         }
-        Ok(PageIndex {
-            bytes: Bytes::copy_from_slice(bytes),
-            len,
-        })
+        Ok(len)
     }
 
     /// Checks the entries against the file's header: pages within the commit, no lock page,

@@ -174,7 +174,7 @@ async fn read_header_and_index(
             let rest = store
                 .get_range_parallel(&id, span.start..size, parts)
                 .await?;
-            match PageIndex::from_tail(&rest, size).map_err(corrupt)? {
+            match PageIndex::from_tail_owned(rest, size).map_err(corrupt)? {
                 TailIndex::Complete(index) => index,
                 TailIndex::NeedFrom(_) => {
                     return Err(corrupt(ltx::Error::BadIndex("index span moved".into())));

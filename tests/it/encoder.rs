@@ -101,6 +101,16 @@ proptest! {
             },
         };
         prop_assert_eq!(&index, &summary.index);
+        // The same, keeping the index in the buffer it came in.
+        let start = match ltx::PageIndex::locate(&bytes, bytes.len() as u64) {
+            Ok(span) => span.start as usize,
+            Err(e) => panic!("{e}"),
+        };
+        let rest = bytes::Bytes::copy_from_slice(&bytes[start..]);
+        match ltx::PageIndex::from_tail_owned(rest, bytes.len() as u64).unwrap() {
+            ltx::TailIndex::Complete(owned) => prop_assert_eq!(&owned, &summary.index),
+            ltx::TailIndex::NeedFrom(_) => prop_assert!(false, "the rest of the file holds the index"),
+        }
         for e in index.entries() {
             let frame = &bytes[e.offset as usize..(e.offset + e.size) as usize];
             prop_assert_eq!(&ltx::decode_page(frame, e.pgno, ps).unwrap(), &pages[&e.pgno.get()]);
