@@ -141,8 +141,23 @@ pub(crate) fn redact(raw: &str) -> String {
             url.to_string()
         }
         Ok(_) => raw.to_owned(),
-        // Unparseable: keep only what cannot hold a secret.
-        Err(_) => raw.split(['@', '?']).next().unwrap_or_default().to_owned() + "…",
+        // Unparseable: keep only what cannot hold a secret (no user info, no query), with
+        // an ellipsis where something was cut and nowhere else.
+        Err(_) => {
+            let (scheme, rest) = raw.split_once("://").map_or(("", raw), |(s, r)| (s, r));
+            let (rest, query) = rest
+                .split_once('?')
+                .map_or((rest, false), |(r, _)| (r, true));
+            let (user, host) = rest
+                .rsplit_once('@')
+                .map_or((false, rest), |(_, h)| (true, h));
+            format!(
+                "{scheme}{}{}{host}{}",
+                if scheme.is_empty() { "" } else { "://" },
+                if user { "…@" } else { "" },
+                if query { "?…" } else { "" }
+            )
+        }
     }
 }
 
@@ -265,6 +280,10 @@ mod tests {
 
     #[test]
     fn passwords_never_print() {
+        assert_eq!(redact("not a url"), "not a url", "nothing cut, no ellipsis");
+        // Unparseable (a bracket opens an IPv6 host that never closes).
+        assert_eq!(redact("s3://us:pw@[bkt/p?k=v"), "s3://…@[bkt/p?…");
+        assert_eq!(redact("s3://[bkt/p"), "s3://[bkt/p");
         let (_, shown) = parse("abs://acct:hunter2@cont/app.db").unwrap();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!redact("s3://user:hunter2@b/x").contains("hunter2"));
