@@ -5,6 +5,7 @@
 
 use super::frame::{PAGE_HEADER_SIZE, max_frame_size};
 use super::header::{HEADER_SIZE, TRAILER_SIZE};
+use super::index_decoder::IndexDecoder;
 use super::reader::{Reader, put_uvarint};
 use super::{Error, Header, Pgno};
 use bytes::Bytes;
@@ -159,29 +160,6 @@ impl PageIndex {
         Self::decode(bytes, span.start).map(TailIndex::Complete)
     }
 
-    /// As [`PageIndex::from_tail`], keeping the index in `tail`'s buffer when it is most of
-    /// it (the rest of a large index, fetched on its own) instead of copying it: a large
-    /// index is then held once, not twice, while the page map is built from it.
-    ///
-    /// # Errors
-    /// As [`PageIndex::from_tail`].
-    pub fn from_tail_owned(tail: Bytes, file_len: u64) -> Result<TailIndex, Error> {
-        let span = Self::locate(&tail, file_len)?;
-        let tail_start = file_len - tail.len() as u64;
-        if span.start < tail_start || span.len < tail.len() as u64 / 2 {
-            return Self::from_tail(&tail, file_len);
-        }
-        let from = (span.start - tail_start) as usize;
-        let bytes = tail
-            .get(from..from + span.len as usize)
-            .ok_or_else(|| Error::BadIndex("index span outside the tail".into()))?;
-        let len = Self::check(bytes, span.start)?;
-        Ok(TailIndex::Complete(PageIndex {
-            bytes: tail.slice(from..from + span.len as usize),
-            len,
-        }))
-    }
-
     /// Decodes the index entries and terminator (`bytes`, exactly `index_size` long) of a
     /// file whose index starts at byte `start`.
     ///
@@ -198,50 +176,9 @@ impl PageIndex {
 
     /// Checks encoded entries as [`PageIndex::decode`] does; how many there are.
     fn check(bytes: &[u8], start: u64) -> Result<usize, Error> {
-        let block_end = start
-            .checked_sub(PAGE_HEADER_SIZE as u64)
-            .filter(|&end| end >= HEADER_SIZE as u64)
-            .ok_or_else(|| {
-                Error::BadIndex(format!("index starts inside the header, at {start}"))
-            })?;
-        let mut r = Reader::new(bytes);
-        let mut len = 0usize;
-        let mut next_free = HEADER_SIZE as u64;
-        let mut prev: Option<Pgno> = None;
-        loop {
-            let raw = r.uvarint("page index entry")?;
-            if raw == 0 {
-                break;
-            }
-            let pgno = u32::try_from(raw)
-                .ok()
-                .and_then(Pgno::new)
-                .ok_or_else(|| Error::BadIndex(format!("page number {raw} out of range")))?;
-            let offset = r.uvarint("page index entry")?;
-            let size = r.uvarint("page index entry")?;
-            if prev.is_some_and(|p| pgno <= p) {
-                return Err(Error::BadIndex(format!("page {pgno} out of order")));
-            }
-            let end = offset.checked_add(size);
-            if offset < next_free
-                || size <= PAGE_HEADER_SIZE as u64
-                || end.is_none_or(|end| end > block_end)
-            {
-                return Err(Error::BadIndex(format!(
-                    "page {pgno}: frame at {offset} of {size} bytes overlaps another or lies outside the page block [{HEADER_SIZE}, {block_end})"
-                )));
-            }
-            next_free = offset + size;
-            prev = Some(pgno);
-            len += 1;
-        }
-        if r.remaining() != 0 {
-            return Err(Error::BadIndex(format!(
-                "{} bytes after the index terminator",
-                r.remaining()
-            )));
-        }
-        Ok(len)
+        let mut decoder = IndexDecoder::new(start)?;
+        decoder.feed(bytes, |_| Ok(()))?;
+        decoder.finish()
     }
 
     /// Checks the entries against the file's header: pages within the commit, no lock page,
@@ -250,26 +187,31 @@ impl PageIndex {
     /// # Errors
     /// [`Error::PageBeyondCommit`], [`Error::LockPage`] or [`Error::BadFrameSize`].
     pub fn check_header(&self, header: &Header) -> Result<(), Error> {
-        let lock = header.page_size.lock_page();
-        let max = max_frame_size(header.page_size);
-        for e in self.entries() {
-            if e.pgno.get() > header.commit {
-                return Err(Error::PageBeyondCommit {
-                    pgno: e.pgno,
-                    commit: header.commit,
-                });
-            }
-            if e.pgno == lock {
-                return Err(Error::LockPage { pgno: e.pgno });
-            }
-            if e.size > max {
-                return Err(Error::BadFrameSize {
-                    pgno: e.pgno,
-                    offset: e.offset,
-                    size: e.size,
-                    reason: "larger than any frame of this page size",
-                });
-            }
+        self.entries()
+            .try_for_each(|e| Self::check_entry(&e, header))
+    }
+
+    /// [`PageIndex::check_header`] for one entry.
+    ///
+    /// # Errors
+    /// As [`PageIndex::check_header`].
+    pub fn check_entry(e: &IndexEntry, header: &Header) -> Result<(), Error> {
+        if e.pgno.get() > header.commit {
+            return Err(Error::PageBeyondCommit {
+                pgno: e.pgno,
+                commit: header.commit,
+            });
+        }
+        if e.pgno == header.page_size.lock_page() {
+            return Err(Error::LockPage { pgno: e.pgno });
+        }
+        if e.size > max_frame_size(header.page_size) {
+            return Err(Error::BadFrameSize {
+                pgno: e.pgno,
+                offset: e.offset,
+                size: e.size,
+                reason: "larger than any frame of this page size",
+            });
         }
         Ok(())
     }

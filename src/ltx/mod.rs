@@ -16,6 +16,7 @@ mod file;
 mod frame;
 mod header;
 mod index;
+mod index_decoder;
 mod lz4_frame;
 mod reader;
 mod units;
@@ -29,4 +30,5 @@ pub use frame::{
 };
 pub use header::{FLAG_NO_CHECKSUM, HEADER_SIZE, Header, MAGIC, TRAILER_SIZE, Trailer};
 pub use index::{INDEX_FOOTER_SIZE, IndexEntry, IndexSpan, PageIndex, TailIndex};
+pub use index_decoder::IndexDecoder;
 pub use units::{PageSize, Pgno, Txid};

@@ -13,7 +13,7 @@
 //! instead of the whole map.
 
 use super::{LtxFileId, PageRef};
-use crate::ltx::{self, PageIndex, Pgno};
+use crate::ltx::{self, IndexEntry, PageIndex, Pgno};
 use std::sync::Arc;
 
 /// Pages per chunk: a chunk is 8 KiB, the copy a changed page costs.
@@ -46,7 +46,7 @@ pub(crate) struct PageMap {
     pages: u32,
 }
 
-fn place(pgno: Pgno) -> (usize, usize) {
+fn slot_of(pgno: Pgno) -> (usize, usize) {
     let i = pgno.get() as usize - 1;
     (i / CHUNK, i % CHUNK)
 }
@@ -57,7 +57,7 @@ impl PageMap {
         if pgno.get() > self.pages {
             return None;
         }
-        let (c, i) = place(pgno);
+        let (c, i) = slot_of(pgno);
         let slot = self.chunks.get(c)?.get(i)?;
         let file = slot.file.as_deref()?;
         Some(PageRef {
@@ -71,36 +71,68 @@ impl PageMap {
     /// replace older copies. The map then covers at least the file's highest page.
     ///
     /// # Errors
-    /// [`ltx::Error::BadIndex`] for a frame past 1 TiB or larger than 16 MiB, which this map
-    /// cannot place; the map is then partly applied and must be dropped.
+    /// As [`PageMap::place`]; the map is then partly applied and must be dropped.
     pub(crate) fn apply(&mut self, file: LtxFileId, index: &PageIndex) -> Result<(), ltx::Error> {
         let file = Arc::new(file);
-        let mut chunk: Option<(usize, &mut Chunk)> = None;
-        for e in index.entries() {
-            if e.offset > MAX_OFFSET || e.size > MAX_SIZE {
-                return Err(ltx::Error::BadIndex(format!(
-                    "page {}: a frame at {} of {} bytes is past what ltxvfs can address",
-                    e.pgno, e.offset, e.size
-                )));
-            }
-            let (c, i) = place(e.pgno);
-            if chunk.as_ref().is_none_or(|(at, _)| *at != c) {
-                if self.chunks.len() <= c {
-                    self.chunks.resize_with(c + 1, || Arc::new([EMPTY; CHUNK]));
-                }
-                // Copies the chunk if another snapshot shares it; entries are ascending, so
-                // each chunk is copied once per file.
-                chunk = self.chunks.get_mut(c).map(|ch| (c, Arc::make_mut(ch)));
-            }
-            if let Some(slot) = chunk.as_mut().and_then(|(_, ch)| ch.get_mut(i)) {
-                *slot = Slot {
-                    file: Some(file.clone()),
-                    at: e.offset << SIZE_BITS | e.size,
-                };
-            }
-            self.pages = self.pages.max(e.pgno.get());
+        index.entries().try_for_each(|e| self.place(&file, &e))
+    }
+
+    /// Places page `e.pgno` in a frame of `file` (shared by all its pages).
+    ///
+    /// # Errors
+    /// [`ltx::Error::BadIndex`] for a frame past 1 TiB or larger than 16 MiB, which this map
+    /// cannot place.
+    pub(crate) fn place(
+        &mut self,
+        file: &Arc<LtxFileId>,
+        e: &IndexEntry,
+    ) -> Result<(), ltx::Error> {
+        if e.offset > MAX_OFFSET || e.size > MAX_SIZE {
+            return Err(ltx::Error::BadIndex(format!(
+                "page {}: a frame at {} of {} bytes is past what ltxvfs can address",
+                e.pgno, e.offset, e.size
+            )));
         }
+        let (c, i) = slot_of(e.pgno);
+        if self.chunks.len() <= c {
+            self.chunks.resize_with(c + 1, || Arc::new([EMPTY; CHUNK]));
+        }
+        // Copies the chunk if another snapshot shares it (once: the copy is then ours).
+        if let Some(slot) = self
+            .chunks
+            .get_mut(c)
+            .and_then(|ch| Arc::make_mut(ch).get_mut(i))
+        {
+            *slot = Slot {
+                file: Some(file.clone()),
+                at: e.offset << SIZE_BITS | e.size,
+            };
+        }
+        self.pages = self.pages.max(e.pgno.get());
         Ok(())
+    }
+
+    /// Applies `other` (the pages of newer files) over the map: its placed pages win.
+    pub(crate) fn overlay(&mut self, other: PageMap) {
+        if self.chunks.is_empty() {
+            *self = other;
+            return;
+        }
+        for (c, theirs) in other.chunks.iter().enumerate() {
+            if self.chunks.len() <= c {
+                self.chunks.resize_with(c + 1, || Arc::new([EMPTY; CHUNK]));
+            }
+            let Some(ours) = self.chunks.get_mut(c) else {
+                continue;
+            };
+            let ours = Arc::make_mut(ours);
+            for (mine, new) in ours.iter_mut().zip(theirs.iter()) {
+                if new.file.is_some() {
+                    *mine = new.clone();
+                }
+            }
+        }
+        self.pages = self.pages.max(other.pages);
     }
 
     /// Makes the map cover exactly pages 1..=`pages`: a smaller count drops the pages past
@@ -173,7 +205,7 @@ impl PageMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ltx::{IndexEntry, Txid};
+    use crate::ltx::Txid;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -239,6 +271,8 @@ mod tests {
         commit: u32,
         /// Keep this state pinned (an old snapshot a reader holds).
         pin: bool,
+        /// Build the file's own map and overlay it (a large index applied as it arrives).
+        mapped: bool,
     }
 
     fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -247,11 +281,13 @@ mod tests {
                 prop::collection::btree_set(1u32..3000, 0..200),
                 1u32..3000,
                 any::<bool>(),
+                any::<bool>(),
             )
-                .prop_map(|(set, commit, pin)| Step {
+                .prop_map(|(set, commit, pin, mapped)| Step {
                     pgnos: set.into_iter().filter(|&p| p <= commit).collect(),
                     commit,
                     pin,
+                    mapped,
                 }),
             1..30,
         )
@@ -276,7 +312,13 @@ mod tests {
                 let id = file(n as u64 + 1);
                 let idx = index(&step.pgnos, 200);
                 let mut next = map.clone();
-                next.apply(id, &idx).unwrap();
+                if step.mapped {
+                    let mut own = PageMap::default();
+                    own.apply(id, &idx).unwrap();
+                    next.overlay(own);
+                } else {
+                    next.apply(id, &idx).unwrap();
+                }
                 next.set_pages(step.commit);
                 for e in idx.entries() {
                     plain.insert(e.pgno.get(), PageRef { file: id, offset: e.offset, size: e.size });

@@ -7,7 +7,15 @@ use super::page_map::PageMap;
 use crate::ltx::{self, PageIndex, PageSize, Pgno, Txid};
 
 /// One file to apply: its name, its header's commit (pages) and time (ms), its index.
-pub(crate) type PlanFile = (LtxFileId, u32, i64, PageIndex);
+pub(crate) type PlanFile = (LtxFileId, u32, i64, FileIndex);
+
+/// Where a plan file's pages lie: its index as read, or, for an index too large to hold
+/// whole, a page map of the file's pages alone, built as the index arrived.
+#[derive(Debug)]
+pub(crate) enum FileIndex {
+    Encoded(PageIndex),
+    Mapped(PageMap),
+}
 
 /// Where one page's frame lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +81,10 @@ impl Snapshot {
     pub(crate) fn advance(&self, files: Vec<PlanFile>) -> Result<Snapshot, MapError> {
         let mut next = self.clone();
         for (id, file_commit, file_time, index) in files {
-            next.pages.apply(id, &index).map_err(|e| (id, e))?;
+            match index {
+                FileIndex::Encoded(index) => next.pages.apply(id, &index).map_err(|e| (id, e))?,
+                FileIndex::Mapped(map) => next.pages.overlay(map),
+            }
             (next.commit, next.txid, next.timestamp_ms) = (file_commit, id.max_txid, file_time);
             next.last_file = id;
         }

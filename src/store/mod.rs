@@ -11,7 +11,7 @@ pub(crate) mod location;
 
 use crate::error::{Error, Result};
 use crate::replica::LtxFileId;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::ops::Range;
@@ -245,38 +245,6 @@ impl Store {
             what: what(),
             detail: format!("the store sent {got} of {asked} bytes, {ATTEMPTS} times"),
         })
-    }
-
-    /// Bytes `range` of an LTX file in `parts` ranged GETs at once (for a large page index,
-    /// whose size is known before it is read): one round trip's time, not one GET's transfer
-    /// of the whole. Each part is copied into the result as it arrives and dropped.
-    ///
-    /// # Errors
-    /// As [`Store::get_range`].
-    pub async fn get_range_parallel(
-        &self,
-        id: &LtxFileId,
-        range: Range<u64>,
-        parts: u64,
-    ) -> Result<bytes::Bytes> {
-        let len = range.end.saturating_sub(range.start);
-        let part = len.div_ceil(parts.max(1)).max(1);
-        let mut out = vec![0u8; len as usize];
-        let mut fetches: futures::stream::FuturesUnordered<_> = (0..len.div_ceil(part))
-            .map(|i| {
-                let start = range.start + i * part;
-                let end = (start + part).min(range.end);
-                async move { (start, self.get_range(id, start..end).await) }
-            })
-            .collect();
-        while let Some((start, bytes)) = fetches.next().await {
-            let bytes = bytes?;
-            let at = (start - range.start) as usize;
-            if let Some(dst) = out.get_mut(at..at + bytes.len()) {
-                dst.copy_from_slice(&bytes);
-            }
-        }
-        Ok(out.into())
     }
 }
 

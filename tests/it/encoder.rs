@@ -101,15 +101,17 @@ proptest! {
             },
         };
         prop_assert_eq!(&index, &summary.index);
-        // The same, keeping the index in the buffer it came in.
-        let start = match ltx::PageIndex::locate(&bytes, bytes.len() as u64) {
-            Ok(span) => span.start as usize,
-            Err(e) => panic!("{e}"),
-        };
-        let rest = bytes::Bytes::copy_from_slice(&bytes[start..]);
-        match ltx::PageIndex::from_tail_owned(rest, bytes.len() as u64).unwrap() {
-            ltx::TailIndex::Complete(owned) => prop_assert_eq!(&owned, &summary.index),
-            ltx::TailIndex::NeedFrom(_) => prop_assert!(false, "the rest of the file holds the index"),
+        // The same, decoded in pieces of every size from 1 byte up.
+        let span = ltx::PageIndex::locate(&bytes, bytes.len() as u64).unwrap();
+        let encoded = &bytes[span.start as usize..(span.start + span.len) as usize];
+        for piece in [1usize, 2, 7, 29, 31, 4096] {
+            let mut decoder = ltx::IndexDecoder::new(span.start).unwrap();
+            let mut got = Vec::new();
+            for chunk in encoded.chunks(piece) {
+                decoder.feed(chunk, |e| { got.push(e); Ok(()) }).unwrap();
+            }
+            prop_assert_eq!(decoder.finish().unwrap(), summary.index.len());
+            prop_assert!(got.iter().copied().eq(summary.index.entries()), "pieces of {}", piece);
         }
         for e in index.entries() {
             let frame = &bytes[e.offset as usize..(e.offset + e.size) as usize];
