@@ -111,6 +111,20 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
 
+def print_comparison(results: dict[str, dict], names: list[str], ratio: tuple[str, str]) -> None:
+    """A table of every measure in `results` (reader name -> {measure: value}), one column a
+    reader, then the ratio of the two named in `ratio`."""
+    cols = [n for n in names if n in results]
+    label = ratio[0][:3] + "/" + ratio[1][:2]
+    print(f"{'measure':34} " + " ".join(f"{n:>12}" for n in cols) + f" {label:>8}")
+    fmt = lambda v: "" if v is None else (f"{v:12.3f}" if isinstance(v, (int, float)) else str(v)[:40])
+    for k in sorted({k for n in cols for k in results[n]}):
+        vals = [results[n].get(k) for n in cols]
+        a, b = results.get(ratio[0], {}).get(k), results.get(ratio[1], {}).get(k)
+        r = f"{a / b:8.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
+        print(f"{k:34} " + " ".join(f"{fmt(v):>12}" for v in vals) + f" {r:>8}")
+
+
 def build_database(path: Path, rows: int) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA page_size = 4096")
@@ -232,14 +246,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
 
-    keys = sorted({k for r in results.values() for k in r})
     print(f"\nltxvfs vs Litestream VFS 0.5.17, {args.rows} rows, {args.delay_ms:g} ms per request")
-    print(f"{'measure':34} {'ltxvfs':>12} {'litestream':>12} {'local':>10} {'ltx/ls':>8}")
-    for k in keys:
-        a, b, c = (results[n].get(k) for n in ("ltxvfs", "litestream", "local"))
-        fmt = lambda v: "" if v is None else (f"{v:12.2f}" if isinstance(v, (int, float)) else str(v)[:12])
-        ratio = f"{a / b:8.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else ""
-        print(f"{k:34} {fmt(a):>12} {fmt(b):>12} {fmt(c):>10} {ratio:>8}")
+    print_comparison(results, ["ltxvfs", "litestream", "local"], ("ltxvfs", "litestream"))
     report = {"delay_ms": args.delay_ms, "rows": args.rows, "results": results}
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench import print_comparison
+
 ROW_BYTES = 270  # a row with its share of the b-tree, measured on this schema
 
 
@@ -119,13 +121,8 @@ def main() -> None:
 
     for label, r in results.items():
         print(f"\n{label}: {r['rows']} rows, {r['db_bytes'] / 1e9:.2f} GB")
-        a, b = r.get("ltxvfs", {}), r.get("litestream", {})
-        print(f"{'measure':30} {'ltxvfs':>12} {'litestream':>12} {'ltx/ls':>8}")
-        for k in sorted(set(a) | set(b)):
-            x, y = a.get(k), b.get(k)
-            fmt = lambda v: "" if v is None else (f"{v:12.2f}" if isinstance(v, (int, float)) else str(v)[:40])
-            ratio = f"{x / y:8.2f}" if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y else ""
-            print(f"{k:30} {fmt(x):>12} {fmt(y):>12} {ratio:>8}")
+        print_comparison({n: v for n, v in r.items() if isinstance(v, dict)}, ["ltxvfs", "litestream"],
+                         ("ltxvfs", "litestream"))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import boto3
 
-from bench import Proxy, free_port, wait_port
+from bench import Proxy, free_port, print_comparison, wait_port
 
 
 def main() -> None:
@@ -115,13 +115,7 @@ def main() -> None:
 
     for n, r in results.items():
         print(f"\n{n} tenants, {args.delay_ms:g} ms per request")
-        a, b, c = r.get("ltxvfs", {}), r.get("litestream", {}), r.get("local", {})
-        print(f"{'measure':34} {'ltxvfs':>12} {'litestream':>12} {'local':>10} {'ltx/ls':>8}")
-        for k in sorted(set(a) | set(b) | set(c)):
-            x, y, z = a.get(k), b.get(k), c.get(k)
-            fmt = lambda v: "" if v is None else (f"{v:12.3f}" if isinstance(v, (int, float)) else str(v)[:40])
-            ratio = f"{x / y:8.2f}" if isinstance(x, (int, float)) and isinstance(y, (int, float)) and y else ""
-            print(f"{k:34} {fmt(x):>12} {fmt(y):>12} {fmt(z):>10} {ratio:>8}")
+        print_comparison(r, ["ltxvfs", "litestream", "local"], ("ltxvfs", "litestream"))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -46,12 +46,7 @@ pub(crate) fn resolve(
         None => DEFAULT_TIMEOUT,
     };
     let poll = match pick("poll", &["LTXVFS_POLL"]) {
-        Some((_, v)) if v.trim() == "0" => Duration::ZERO,
-        Some((from, v)) => humantime::parse_duration(&v).map_err(|_| {
-            Error::Config(format!(
-                "{from}: {v:?} is not a duration (e.g. 1s, or 0 for never)"
-            ))
-        })?,
+        Some((from, v)) => duration_or_zero(&from, &v, "1s, or 0 for never")?,
         None => DEFAULT_POLL,
     };
     let cache_dir_size = match pick("cache_dir_size", &["LTXVFS_CACHE_DIR_SIZE"]) {
@@ -60,12 +55,7 @@ pub(crate) fn resolve(
         None => DEFAULT_CACHE_DIR_SIZE,
     };
     let idle = match pick("idle", &["LTXVFS_IDLE"]) {
-        Some((_, v)) if v.trim() == "0" => Duration::ZERO,
-        Some((from, v)) => humantime::parse_duration(&v).map_err(|_| {
-            Error::Config(format!(
-                "{from}: {v:?} is not a duration (e.g. 10s, or 0 to poll while open)"
-            ))
-        })?,
+        Some((from, v)) => duration_or_zero(&from, &v, "10s, or 0 to poll while open")?,
         None => DEFAULT_IDLE,
     };
     let warm = match pick("warm", &["LTXVFS_WARM"]) {
@@ -84,6 +74,15 @@ pub(crate) fn resolve(
         cache_dir: pick("cache_dir", &["LTXVFS_CACHE_DIR"]).map(|(_, p)| p.into()),
         cache_dir_size,
     })
+}
+
+/// A duration with units, or a bare `0`; the error names the setting and shows `example`.
+fn duration_or_zero(from: &str, v: &str, example: &str) -> Result<Duration> {
+    if v.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(v)
+        .map_err(|_| Error::Config(format!("{from}: {v:?} is not a duration (e.g. {example})")))
 }
 
 /// Where a connection starts reading: URI `txid=` or `time=` (time travel), else the newest.

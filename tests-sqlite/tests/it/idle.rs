@@ -14,11 +14,11 @@ fn counter(conn: &Connection) -> i64 {
         .unwrap()
 }
 
-#[test]
-fn an_idle_replica_makes_no_requests_and_its_next_read_sees_what_was_committed() {
+/// A primary with one counter row, replicated to S3, and its URL through a counting proxy.
+fn counter_on_s3_behind_a_proxy(name: &str) -> (Primary, FaultProxy, String) {
     let primary = Primary::start(
         "0.5.17",
-        "idle-resume",
+        name,
         "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO counter VALUES (1, 0);",
         "1m",
         Target::S3,
@@ -26,6 +26,12 @@ fn an_idle_replica_makes_no_requests_and_its_next_read_sees_what_was_committed()
     let upstream = s3_endpoint();
     let proxy = FaultProxy::start(&upstream);
     let url = primary.url().replace(&upstream, &proxy.endpoint());
+    (primary, proxy, url)
+}
+
+#[test]
+fn an_idle_replica_makes_no_requests_and_its_next_read_sees_what_was_committed() {
+    let (primary, proxy, url) = counter_on_s3_behind_a_proxy("idle-resume");
     let conn = open_replica(&url, "&poll=200ms&idle=1s").unwrap();
     assert_eq!(counter(&conn), 0);
     let requests = |during: Duration| {
@@ -136,16 +142,7 @@ fn many_replicas_open_at_once_from_several_threads() {
 
 #[test]
 fn a_failing_store_makes_one_read_wait_not_every_read() {
-    let primary = Primary::start(
-        "0.5.17",
-        "idle-failing",
-        "CREATE TABLE counter(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO counter VALUES (1, 0);",
-        "1m",
-        Target::S3,
-    );
-    let upstream = s3_endpoint();
-    let proxy = FaultProxy::start(&upstream);
-    let url = primary.url().replace(&upstream, &proxy.endpoint());
+    let (primary, proxy, url) = counter_on_s3_behind_a_proxy("idle-failing");
     let conn = open_replica(&url, "&poll=200ms&idle=0&timeout=1s").unwrap();
     assert_eq!(counter(&conn), 0);
     proxy.control(Some(r#"{"rate": 1.0, "kinds": ["503"]}"#));
