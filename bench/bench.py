@@ -111,6 +111,25 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
 
+def run_measure(cmd: list[str], env: dict, timeout: float) -> dict:
+    """Runs bench/measure.py (`cmd`) and returns the JSON object it printed last, or its
+    error output under `error`."""
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return json.loads(line) if line else {"error": out.stderr[-400:]}
+
+
+def stop_all(procs: list[subprocess.Popen], wait_s: float) -> None:
+    """SIGTERM to each server started, then SIGKILL to any still running after `wait_s`."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def print_comparison(results: dict[str, dict], names: list[str], ratio: tuple[str, str]) -> None:
     """A table of every measure in `results` (reader name -> {measure: value}), one column a
     reader, then the ratio of the two named in `ratio`."""
@@ -231,20 +250,13 @@ def main() -> None:
                     cmd = ["/usr/bin/python3", str(root / "bench/measure.py"), scenario, *opts,
                            "--db", str(db), "--proxy", proxy_url]
                     try:
-                        out = subprocess.run(cmd, env=reader_env, capture_output=True, text=True, timeout=600)
-                        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-                        results[name].update(json.loads(line) if line else {f"{scenario}_error": out.stderr[-300:]})
+                        got = run_measure(cmd, reader_env, 600)
+                        results[name].update({f"{scenario}_error": got["error"]} if "error" in got else got)
                     except subprocess.TimeoutExpired:
                         results[name][f"{scenario}_error"] = "timed out after 600 s"
         finally:
             stop.set()
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_all(procs, 10)
 
     print(f"\nltxvfs vs Litestream VFS 0.5.17, {args.rows} rows, {args.delay_ms:g} ms per request")
     print_comparison(results, ["ltxvfs", "litestream", "local"], ("ltxvfs", "litestream"))

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench import print_comparison
+from bench import print_comparison, run_measure, stop_all
 
 ROW_BYTES = 270  # a row with its share of the b-tree, measured on this schema
 
@@ -107,17 +106,11 @@ def main() -> None:
                     cmd = ["/usr/bin/python3", str(root / "bench/measure.py"), "scale", *libs[name],
                            "--url", f"file://{replica}", "--db", str(db), "--proxy", "",
                            "--follow-s", str(args.follow_s), "--rows", str(rows)]
-                    out = subprocess.run(cmd, env=dict(env, LITESTREAM_REPLICA_URL=f"file://{replica}"),
-                                         capture_output=True, text=True, timeout=1800)
-                    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-                    results[label][name] = json.loads(line) if line else {"error": out.stderr[-400:]}
+                    results[label][name] = run_measure(
+                        cmd, dict(env, LITESTREAM_REPLICA_URL=f"file://{replica}"), 1800)
             finally:
                 stop.set()
-                ls.send_signal(signal.SIGTERM)
-                try:
-                    ls.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    ls.kill()
+                stop_all([ls], 20)
 
     for label, r in results.items():
         print(f"\n{label}: {r['rows']} rows, {r['db_bytes'] / 1e9:.2f} GB")

@@ -14,7 +14,6 @@ test: nothing here passes or fails.
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import boto3
 
-from bench import Proxy, free_port, print_comparison, wait_port
+from bench import Proxy, free_port, print_comparison, run_measure, stop_all, wait_port
 
 
 def main() -> None:
@@ -101,17 +100,9 @@ def main() -> None:
                     print(f"  tenants {name} ...", file=sys.stderr)
                     cmd = ["/usr/bin/python3", str(root / "bench/measure.py"), "tenants", *readers[name],
                            "--url", url, "--db", str(dbs / "t{i}.db"), "--proxy", proxy_url, "--tenants", str(n)]
-                    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-                    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-                    results[str(n)][name] = json.loads(line) if line else {"error": out.stderr[-400:]}
+                    results[str(n)][name] = run_measure(cmd, env, 1800)
             finally:
-                for p in procs:
-                    p.send_signal(signal.SIGTERM)
-                for p in procs:
-                    try:
-                        p.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+                stop_all(procs, 20)
 
     for n, r in results.items():
         print(f"\n{n} tenants, {args.delay_ms:g} ms per request")
