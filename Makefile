@@ -151,6 +151,8 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy -p ltxvfs-sqlite-tests --all-targets -- -D warnings
 	$(CARGO) clippy -p ltxvfs-client-rusqlite --all-targets -- -D warnings
+	cd tests/clients/sqlx && $(CARGO) fmt --check && \
+	    CARGO_TARGET_DIR=$(CURDIR)/target/clients-sqlx $(CARGO) clippy --locked -- -D warnings
 
 ## fixtures: regenerate the checked-in fixtures (tests/fixtures/litestream-*)
 fixtures: tools

@@ -2,8 +2,9 @@
 # The README's client recipes, each built as a user would and run on the replica of the
 # golden SQL tests (sql-tests/replica): C against Debian's libsqlite3 (libsqlite3-dev), Go
 # with Debian's mattn/go-sqlite3 (golang-github-mattn-go-sqlite3-dev, offline, GOPATH mode),
-# Rust with rusqlite `bundled` and a path dependency on ltxvfs. Each prints the replica's
-# TXID and row count, then the sentence behind a failed open; both are checked here.
+# Rust with rusqlite `bundled` and a path dependency on ltxvfs; Rust with sqlx, loading the
+# extension file. Each prints the replica's TXID and row count, then the sentence behind a
+# failed open; both are checked here.
 # scripts/install-tools.sh installs the Debian packages when missing.
 #
 #   tests/clients/run.sh
@@ -39,3 +40,7 @@ expect go "$("$out/replica-go" "$lib" "$url")"
 
 cargo build --quiet -p ltxvfs-client-rusqlite
 expect rust "$("$root/target/debug/ltxvfs-client-rusqlite" "$url")"
+
+# sqlx links its own SQLite, so it is a workspace of its own (and its own target directory).
+(cd tests/clients/sqlx && CARGO_TARGET_DIR="$root/target/clients-sqlx" cargo build --quiet --locked)
+expect sqlx "$("$root/target/clients-sqlx/debug/ltxvfs-client-sqlx" "$lib" "$url")"
