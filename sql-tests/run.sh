@@ -36,8 +36,9 @@ for script in "$here"/*.sql; do
     {
         # Not echoed: machine-specific paths.
         printf '.load @LIB@\n'
-        # poll=0: the replica is static, and a poll would change ltx_stats's counts.
-        printf ".open 'file:app.db?vfs=ltx&replica=file://@REPLICA@&poll=0'\n"
+        # poll=0: the replica is static, and a poll would change ltx_stats's counts; warm=off:
+        # a warm-up under way would too.
+        printf ".open 'file:app.db?vfs=ltx&replica=file://@REPLICA@&poll=0&warm=off'\n"
         printf '.headers off\n.mode list\n.echo on\n'
         cat "$script"
     } | sed "s|@REPLICA@|$here/replica|g; s|@LIB@|$lib|g; s|@S3REPLICA@|$s3_url|g; s|@S3ENDPOINT@|${LTXVFS_TEST_S3_ENDPOINT:-}|g" \

@@ -165,6 +165,7 @@ impl Replica {
         if let Some(replica) = slot.upgrade() {
             return Ok(replica);
         }
+        let listed_at = std::time::Instant::now();
         let store = Store::from_url(&config.url, config.timeout)?;
         let disk = match &config.cache_dir {
             Some(root) => Some(Arc::new(
@@ -210,6 +211,12 @@ impl Replica {
             alive: Arc::new(()),
         });
         replica.set_follow_result(None);
+        // The open listed every level: for the first reads it stands for a poll.
+        replica
+            .follow_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_attempt = Some(listed_at);
         replica.ensure_follower();
         if replica.hydration.is_some() {
             hydrator::start(&replica, replica.config.poll);
