@@ -151,6 +151,7 @@ elif args.scenario == "scale":
     # Following: the updater commits 2 transactions a second; one small row read every
     # 200 ms keeps the reader following without growing its cache.
     rss1, cpu1 = rss_mb(), cpu_s()
+    st0 = json.loads(conn.execute("PRAGMA ltx_stats").fetchone()[0]) if args.vfs == "ltx" else {}
     seen = set()
     end = time.perf_counter() + args.follow_s
     while time.perf_counter() < end:
@@ -162,6 +163,11 @@ elif args.scenario == "scale":
     out["follow_rss_growth_mb"] = rss_mb() - rss1
     if args.vfs == "ltx":
         out["follow_txids_seen"] = len(seen)
+        st1 = json.loads(conn.execute("PRAGMA ltx_stats").fetchone()[0])
+        # What following fetched: a full-image file (Litestream writes one after some
+        # checkpoints) costs a whole index, where a commit costs a page or two.
+        out["follow_mb_fetched"] = (st1["bytes_fetched"] - st0["bytes_fetched"]) / 1e6
+        out["follow_advances"] = st1["follow_advances"] - st0["follow_advances"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 elif args.scenario == "tenants":
     n = args.tenants
