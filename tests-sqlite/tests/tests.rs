@@ -36,3 +36,5 @@ mod security;
 mod time_travel;
 #[path = "it/warm.rs"]
 mod warm;
+#[path = "it/write.rs"]
+mod write;
