@@ -38,3 +38,5 @@ mod time_travel;
 mod warm;
 #[path = "it/write.rs"]
 mod write;
+#[path = "it/write_faults.rs"]
+mod write_faults;

@@ -1,5 +1,5 @@
 //! A writer process for the write-mode race tests: commits `count` transactions to a
-//! replica through ltxvfs (`write=1`), each inserting (`writer`, seq) and bumping a shared
+//! replica through ltxvfs (`write=1`), each inserting (`writer`, seq) as (tag, n) into table t and bumping a shared
 //! counter row, retrying a transaction whose COMMIT was refused. Prints one line per
 //! attempt: `ok <seq>` (acknowledged), `busy <seq> <extended code>` or `ioerr <seq> <code>`.
 //!
@@ -21,7 +21,7 @@ fn main() {
         attempts += 1;
         let result = conn.execute_batch(&format!(
             "BEGIN;
-             INSERT INTO t(writer, seq) VALUES ('{writer}', {seq});
+             INSERT INTO t(tag, n) VALUES ('{writer}', {seq});
              UPDATE counter SET n = n + 1;
              COMMIT;"
         ));

@@ -145,7 +145,7 @@ fn two_writer_processes_race(name: &str, target: Target, each: u32) {
     {
         let w = open_writer(&t.url, "").unwrap();
         w.execute_batch(
-            "CREATE TABLE t(writer TEXT, seq INTEGER);
+            "CREATE TABLE t(tag TEXT, n INTEGER);
              CREATE TABLE counter(n INTEGER);
              INSERT INTO counter VALUES (0);",
         )
@@ -186,7 +186,7 @@ fn two_writer_processes_race(name: &str, target: Target, each: u32) {
     t.restore();
     let r = Connection::open(t.dir.join("restored.db")).unwrap();
     let mut stored: Vec<(String, i64)> = r
-        .prepare("SELECT writer, seq FROM t ORDER BY writer, seq")
+        .prepare("SELECT tag, n FROM t ORDER BY tag, n")
         .unwrap()
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
         .unwrap()
@@ -397,4 +397,41 @@ fn write_mode_refuses_wal_and_synchronous_off() {
         Some(rusqlite::ErrorCode::ReadOnly),
         "{ro}"
     );
+}
+
+/// Two writable connections of one process share the replica's lock table: with a busy
+/// timeout, each `BEGIN IMMEDIATE` waits for the other's COMMIT, and none is refused.
+#[test]
+fn writers_in_one_process_take_turns() {
+    let t = WriteTarget::new("write-in-process", Target::File);
+    open_writer(&t.url, "")
+        .unwrap()
+        .execute_batch("CREATE TABLE t(tag TEXT, n INTEGER)")
+        .unwrap();
+    let threads: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|tag| {
+            let url = t.url.clone();
+            std::thread::spawn(move || {
+                let w = open_writer(&url, "").unwrap();
+                w.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                for n in 0..50 {
+                    w.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    w.execute("INSERT INTO t VALUES (?1, ?2)", params![tag, n])
+                        .unwrap();
+                    w.execute_batch("COMMIT").unwrap();
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    t.restore();
+    let r = Connection::open(t.dir.join("restored.db")).unwrap();
+    let n: i64 = r
+        .query_row("SELECT count(DISTINCT tag || n) FROM t", [], |x| x.get(0))
+        .unwrap();
+    assert_eq!(n, 100);
+    assert_eq!(t.level0_txids(), (1..=101).collect::<Vec<u64>>());
 }
