@@ -4,8 +4,9 @@
 //!
 //! A journal matters only inside the process that writes it: the replica itself is changed
 //! by whole LTX files or not at all, so a journal left by a crash is never played back (the
-//! VFS tells SQLite there is none), and each process names its journals apart. Beside each
-//! journal lies an empty file named as its database (the default VFS copies its mode).
+//! VFS tells SQLite there is none), and each process names its journals apart. While a
+//! journal is opened, an empty file named as its database stands beside it (the default
+//! VFS copies its mode).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -28,22 +29,38 @@ pub(crate) fn local_journal(name: &str, replica: &str) -> Option<&'static std::f
     let dir = std::env::temp_dir().join("ltxvfs-journals");
     std::fs::create_dir_all(&dir).ok()?;
     let path = journal_path(&dir, name, replica, std::process::id());
-    // The default VFS gives a new journal the permissions of its database, which it finds
-    // by dropping `-journal` from the name: an empty file stands in for it.
-    let stand_in = path
-        .to_string_lossy()
-        .trim_end_matches("-journal")
-        .to_owned();
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(stand_in)
-        .ok()?;
     let leaked: &'static CString = Box::leak(Box::new(
         CString::new(path.to_string_lossy().into_owned()).ok()?,
     ));
     map.insert(key, leaked);
     Some(leaked.as_c_str())
+}
+
+/// The database name the default VFS derives from `journal` (dropping `-journal`), whose
+/// mode it copies when it creates the journal.
+fn stand_in(journal: &std::ffi::CStr) -> Option<PathBuf> {
+    let path = journal.to_str().ok()?;
+    Some(PathBuf::from(path.strip_suffix("-journal")?))
+}
+
+/// Before the default VFS opens `journal`: an empty file stands in for its database.
+pub(crate) fn before_open(journal: &std::ffi::CStr) {
+    if let Some(path) = stand_in(journal) {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+    }
+}
+
+/// After the open: the stand-in goes, so that only journals in use are left here.
+pub(crate) fn after_open(journal: &std::ffi::CStr) {
+    if let Some(path) = stand_in(journal) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// `<dir>/<pid>-<hash of name and replica>-<file name>`: apart per process, database name

@@ -82,16 +82,22 @@ unsafe extern "C" fn x_open(
         if flags & ffi::SQLITE_OPEN_MAIN_DB == 0 {
             // Temp files, journals, sort spills: the default VFS owns them entirely. The
             // rollback journal goes to a local directory of ours (`journal`).
-            let name = if flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0 {
-                local_journal_of(name).unwrap_or(name)
-            } else {
-                name
-            };
+            let journal = (flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0)
+                .then(|| local_journal_of(name))
+                .flatten();
+            if let Some(j) = journal {
+                journal::before_open(j);
+            }
+            let name = journal.map_or(name, CStr::as_ptr);
             // SAFETY: `file` has szOsFile bytes, at least the default VFS's own size.
-            return match unsafe { (*base).xOpen } {
+            let rc = match unsafe { (*base).xOpen } {
                 Some(open) => unsafe { open(base, name, file, flags, out_flags) },
                 None => ffi::SQLITE_CANTOPEN,
             };
+            if let Some(j) = journal {
+                journal::after_open(j);
+            }
+            return rc;
         }
         let Some(api) = api() else {
             return ffi::SQLITE_CANTOPEN;
@@ -156,7 +162,7 @@ macro_rules! delegate {
 /// for a name that is not a journal's. `name` is the pointer SQLite gave xOpen or xDelete
 /// for the journal: its database's URI parameters can be read from it
 /// (https://www.sqlite.org/c3ref/uri_parameter.html), and name the replica.
-fn local_journal_of(name: *const c_char) -> Option<*const c_char> {
+fn local_journal_of(name: *const c_char) -> Option<&'static CStr> {
     if name.is_null() {
         return None;
     }
@@ -167,7 +173,7 @@ fn local_journal_of(name: *const c_char) -> Option<*const c_char> {
         .and_then(|api| uri_param(api, name, "replica"))
         .or_else(|| names::get(db).and_then(|m| m.get("replica")))
         .unwrap_or_default();
-    journal::local_journal(given, &replica).map(CStr::as_ptr)
+    journal::local_journal(given, &replica)
 }
 
 unsafe extern "C" fn x_delete(
@@ -176,7 +182,7 @@ unsafe extern "C" fn x_delete(
     sync: c_int,
 ) -> c_int {
     // SQLite deletes a journal by the name it opened it with: ours was moved.
-    let name = local_journal_of(name).unwrap_or(name);
+    let name = local_journal_of(name).map_or(name, CStr::as_ptr);
     delegate!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync)
 }
 
