@@ -243,9 +243,10 @@ impl MainDb {
             && self.lock >= LockLevel::Reserved
             && let Some(w) = self.writing.as_mut()
         {
-            if !w.dirty.is_empty() && w.failed.is_none() {
-                // SQLite syncs before it unlocks after a commit; pages still here were
-                // rolled back (or never synced, which write mode refuses).
+            let base = self.pinned.as_ref();
+            if w.failed.is_none() && base.is_some_and(|b| w.dirty.is_commit(b)) {
+                // SQLite syncs before it unlocks after a commit: a commit still here was
+                // never synced (synchronous=OFF, which write mode refuses).
                 self.last_error = Some(
                     "ltxvfs: a write transaction ended without a COMMIT sync; its changes were dropped".into(),
                 );
@@ -336,6 +337,10 @@ impl MainDb {
             .pinned
             .clone()
             .unwrap_or_else(|| self.replica.current());
+        if !w.dirty.is_commit(&base) {
+            // The sync of a rollback (pages spilled, then written back): nothing to store.
+            return Ok(());
+        }
         match writer::commit(&self.replica, &base, &w.dirty) {
             Ok(next) => {
                 w.dirty.clear();

@@ -49,6 +49,18 @@ impl DirtyPages {
         self.pages.iter().map(|(p, d)| (*p, &d[..]))
     }
 
+    /// Whether these pages are a COMMIT's: SQLite increments the change counter in page 1
+    /// (offset 24) in every rollback-journal commit, from the value the VFS showed it (the
+    /// base's TXID, low 32 bits). Pages without that change are the originals SQLite writes
+    /// back when it rolls back a transaction that had spilled pages to the file: the base's
+    /// own content, nothing to store.
+    pub(crate) fn is_commit(&self, base: &Snapshot) -> bool {
+        let shown = (base.txid.get() as u32).to_be_bytes();
+        self.page(Pgno::ONE)
+            .and_then(|p| p.get(24..28))
+            .is_some_and(|counter| counter != shown)
+    }
+
     /// Writes `data` at byte `offset`: one whole page.
     ///
     /// # Errors
@@ -117,6 +129,14 @@ mod tests {
         assert_eq!(d.size_pages(&base), 1);
         assert_eq!(d.pages().count(), 1);
         assert_eq!(d.page(Pgno::ONE).map(|p| p[0]), Some(1));
+        // Page 1 with the counter the VFS showed (TXID 0): written back by a rollback.
+        let mut page1 = vec![1u8; 1024];
+        page1[24..28].copy_from_slice(&0u32.to_be_bytes());
+        d.write(&base, 0, &page1)?;
+        assert!(!d.is_commit(&base));
+        page1[24..28].copy_from_slice(&1u32.to_be_bytes());
+        d.write(&base, 0, &page1)?;
+        assert!(d.is_commit(&base), "the counter moved: a COMMIT");
         Ok(())
     }
 }

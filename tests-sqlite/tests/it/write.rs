@@ -454,3 +454,43 @@ fn writers_in_one_process_take_turns() {
     assert_eq!(n, 100);
     assert_eq!(t.level0_txids(), (1..=101).collect::<Vec<u64>>());
 }
+
+/// A transaction large enough to spill pages to the file before its end, then rolled
+/// back: SQLite writes the original pages back and syncs, and that stores nothing; the
+/// database is as before, and the next transaction commits.
+#[test]
+fn a_rolled_back_transaction_that_spilled_stores_nothing() {
+    let t = WriteTarget::new("write-spill-rollback", Target::File);
+    let w = open_writer(&t.url, "").unwrap();
+    w.execute_batch(
+        "PRAGMA cache_size = 4;
+         CREATE TABLE t(n INTEGER, v BLOB);
+         INSERT INTO t VALUES (1, randomblob(30000));",
+    )
+    .unwrap();
+    let before = t.level0_txids();
+    let sum = |c: &Connection| -> i64 {
+        c.query_row("SELECT sum(length(v)) + sum(n) FROM t", [], |r| r.get(0))
+            .unwrap()
+    };
+    let had = sum(&w);
+    w.execute_batch("BEGIN").unwrap();
+    for n in 0..20 {
+        w.execute("INSERT INTO t VALUES (?1, randomblob(20000))", [n])
+            .unwrap();
+    }
+    w.execute("UPDATE t SET v = randomblob(100) WHERE n = 1", [])
+        .unwrap();
+    w.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(t.level0_txids(), before, "nothing stored");
+    assert_eq!(sum(&w), had);
+    let why: String = w
+        .query_row("PRAGMA ltx_last_error", [], |r| r.get(0))
+        .unwrap();
+    assert!(!why.contains("without a COMMIT sync"), "{why}");
+    w.execute("INSERT INTO t VALUES (2, zeroblob(5))", [])
+        .unwrap();
+    assert_eq!(t.level0_txids().len(), before.len() + 1);
+    let r = open_replica(&t.url, "").unwrap();
+    assert_eq!(sum(&r), had + 7);
+}
