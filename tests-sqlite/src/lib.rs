@@ -405,6 +405,12 @@ impl Primary {
         }
     }
 
+    /// Stops `litestream replicate` (SIGKILL); the replica stays for restores.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `litestream restore -txid` of this replica into `out` (through the config file, which
     /// knows the endpoint and keys of every target).
     pub fn restore(&self, txid: Txid, out: &Path) -> Vec<u8> {

@@ -494,3 +494,58 @@ fn a_rolled_back_transaction_that_spilled_stores_nothing() {
     let r = open_replica(&t.url, "").unwrap();
     assert_eq!(sum(&r), had + 7);
 }
+
+/// A replica Litestream wrote (block encoding, 0.5.17; legacy frames, 0.5.15) taken over by
+/// a writer once `litestream replicate` is stopped: its COMMITs follow Litestream's TXIDs,
+/// and the result holds both, intact: restored by `litestream restore` 0.5.17, read by an
+/// ltxvfs reader for 0.5.15 (whose restore cannot read the block encoding we write).
+#[test]
+fn a_writer_takes_over_a_replica_litestream_wrote() {
+    for version in ["0.5.17", "0.5.15"] {
+        let name = format!("write-takeover-{version}");
+        let mut primary = ltxvfs_sqlite_tests::Primary::start(
+            version,
+            &name,
+            "CREATE TABLE t(who TEXT, v BLOB);",
+            "1h",
+            Target::File,
+        );
+        primary.commit("INSERT INTO t VALUES ('litestream', randomblob(9000))");
+        let last = primary.settle();
+        primary.stop();
+        let w = open_writer(&primary.url(), "").unwrap();
+        for _ in 0..3 {
+            w.execute("INSERT INTO t VALUES ('ltxvfs', randomblob(5000))", [])
+                .unwrap();
+        }
+        let txid: String = w.query_row("PRAGMA ltx_txid", [], |r| r.get(0)).unwrap();
+        assert_eq!(txid, ltxvfs::ltx::Txid(last.get() + 3).to_string());
+        let r = if version == "0.5.17" {
+            let out = primary.dir.join("taken-over.db");
+            primary.restore(ltxvfs::ltx::Txid(last.get() + 3), &out);
+            Connection::open(&out).unwrap()
+        } else {
+            open_replica(
+                &primary.url().replacen("file://", "file://localhost", 1),
+                "",
+            )
+            .unwrap()
+        };
+        let ok: String = r
+            .query_row("PRAGMA integrity_check", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let whos: Vec<(String, i64)> = r
+            .prepare("SELECT who, count(*) FROM t GROUP BY who ORDER BY who")
+            .unwrap()
+            .query_map([], |x| Ok((x.get(0)?, x.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            whos,
+            [("litestream".to_string(), 1), ("ltxvfs".to_string(), 3)],
+            "{version}"
+        );
+    }
+}
