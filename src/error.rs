@@ -40,6 +40,15 @@ pub enum Error {
         what: String,
         detail: String,
     },
+    /// A COMMIT lost the race for its TXID: another writer created that LTX file first.
+    /// Nothing of the transaction was stored; the next transaction reads the winner's state.
+    #[error(
+        "replica {url}: another writer committed TXID {txid} first; this transaction was not stored (roll back and retry it)"
+    )]
+    Conflict { url: String, txid: ltx::Txid },
+    /// A write the replica cannot take (WAL mode, a page of another size, ...).
+    #[error("replica {url}: cannot write: {detail}")]
+    Write { url: String, detail: String },
     /// The store failed or did not answer in time.
     #[error("replica {url}: {what}: {detail}")]
     Io {

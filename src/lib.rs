@@ -19,6 +19,7 @@ pub mod ltx;
 pub mod replica;
 pub mod store;
 mod vfs;
+mod writer;
 
 pub use error::Error;
 #[cfg(feature = "static")]

@@ -65,6 +65,8 @@ pub struct PageSize(u32);
 impl PageSize {
     pub const MIN: u32 = 512;
     pub const MAX: u32 = 65536;
+    /// SQLite's default page size.
+    pub const DEFAULT: PageSize = PageSize(4096);
 
     /// A page size from untrusted input; `None` unless a power of two in 512..=65536.
     pub fn new(n: u32) -> Option<PageSize> {

@@ -200,6 +200,17 @@ impl Replica {
         );
     }
 
+    /// Polls now, whenever the last poll was (a commit lost its race for a TXID: the next
+    /// transaction must read the winner's state). A store that does not answer leaves the
+    /// state as it was; the error is in `ltx_last_error`.
+    pub fn refresh(self: &Arc<Self>) {
+        let me = self.clone();
+        let _ = io::run(
+            async move { me.poll_unless_fresh(Instant::now(), Duration::ZERO).await },
+            self.timeout() + Duration::from_secs(2),
+        );
+    }
+
     /// Starts the follower if this process has none running for this replica (first open,
     /// after an idle spell, or the first read in a forked child). Cheap when it runs.
     pub fn ensure_follower(self: &Arc<Self>) {

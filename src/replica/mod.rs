@@ -16,4 +16,5 @@ mod snapshot;
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
 pub use replica::{Replica, ReplicaConfig, ReplicaStats, Target, Warm};
+pub(crate) use snapshot::FileIndex;
 pub use snapshot::{PageRef, Snapshot};

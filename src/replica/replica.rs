@@ -64,6 +64,9 @@ pub struct ReplicaConfig {
     pub cache_dir: Option<std::path::PathBuf>,
     /// The disk cache's budget in bytes.
     pub cache_dir_size: u64,
+    /// Write mode: a URL with no LTX files yet opens as an empty database (the first
+    /// commit creates it) instead of failing.
+    pub write: bool,
 }
 
 /// Fetching every page into the memory cache after the open (`warm=`).
@@ -183,6 +186,7 @@ impl Replica {
             disk.clone(),
             PlanTo::Target(Target::Latest),
             config.timeout,
+            config.write,
         )?;
         let hydration = config.hydrate.clone().map(Hydration::new);
         let cache = Arc::new(PageCache::new(config.cache_size));
@@ -332,6 +336,7 @@ impl Replica {
             self.fetcher.disk_arc(),
             PlanTo::Target(target),
             self.config.timeout,
+            false,
         )?;
         self.cache.insert_all(warm);
         Ok(Arc::new(snap))
@@ -353,10 +358,11 @@ impl Replica {
         disk: Option<Arc<DiskCache>>,
         target: PlanTo,
         timeout: Duration,
+        allow_empty: bool,
     ) -> Result<Loaded> {
         let mut attempt = 0;
         loop {
-            match Self::load_snapshot_once(store, disk.clone(), target, timeout) {
+            match Self::load_snapshot_once(store, disk.clone(), target, timeout, allow_empty) {
                 Err(Error::Vanished { .. }) if attempt < REPLAN_ATTEMPTS => attempt += 1,
                 other => return other,
             }
@@ -368,6 +374,7 @@ impl Replica {
         disk: Option<Arc<DiskCache>>,
         target: PlanTo,
         timeout: Duration,
+        allow_empty: bool,
     ) -> Result<Loaded> {
         let task_store = store.clone();
         let task = async move {
@@ -375,6 +382,16 @@ impl Replica {
                 try_join_all((0..=SNAPSHOT_LEVEL).map(|l| task_store.list_level(l))).await?;
             let listed: HashMap<LtxFileId, ListedFile> =
                 levels.into_iter().flatten().map(|f| (f.id, f)).collect();
+            if listed.is_empty() && allow_empty {
+                // A database yet to be written: 4096-byte pages until the first commit says.
+                let empty = Snapshot::from_plan(crate::ltx::PageSize::DEFAULT, Vec::new())
+                    .map_err(|(file, source)| Error::Corrupt {
+                        url: task_store.url().to_owned(),
+                        file,
+                        source,
+                    })?;
+                return Ok((empty, Vec::new(), Vec::new()));
+            }
             if listed.is_empty() {
                 return Err(Error::ReplicaNotFound {
                     url: task_store.url().to_owned(),
@@ -456,6 +473,7 @@ impl Replica {
                     self.fetcher.disk_arc(),
                     PlanTo::Exactly(snapshot.txid),
                     self.config.timeout,
+                    false,
                 )?;
                 self.cache.insert_all(warm);
                 let fresh = Arc::new(fresh);

@@ -214,6 +214,32 @@ impl Store {
         Ok(bytes)
     }
 
+    /// Creates a new LTX file, only if no object has its name (object_store's
+    /// `PutMode::Create`: If-None-Match on S3 and Azure, a generation match on GCS, a
+    /// no-clobber link on file://). `Ok(true)`: created; `Ok(false)`: the name was taken,
+    /// possibly by an earlier attempt of this very call (a retry after a lost answer), which
+    /// only reading the object back can tell.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for any other failure, after object_store's retries: the object may or
+    /// may not exist.
+    pub async fn create_ltx(&self, id: &LtxFileId, bytes: bytes::Bytes) -> Result<bool> {
+        let client = self.client()?;
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match client
+            .put_opts(&self.file_path(id), bytes.into(), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::Io {
+                url: self.url.clone(),
+                what: format!("creating {id}"),
+                detail: summarize(&e),
+            }),
+        }
+    }
+
     /// Bytes `range` of an LTX file. A body shorter than asked (cut short with headers to
     /// match, by a proxy or a broken connection behind one) is asked for again, a few times:
     /// object_store retries failed requests, not short answers.

@@ -3,9 +3,11 @@
 //! `ltx_*` pragmas. Safe code: `ffi` turns SQLite's calls into calls on this type.
 
 use super::options;
+use crate::error::Error;
 use crate::error::Result;
 use crate::ltx::Pgno;
 use crate::replica::{Replica, ReplicaConfig, Snapshot, Target};
+use crate::writer::{self, DirtyPages, LockTable};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
@@ -33,6 +35,34 @@ impl LockLevel {
     }
 }
 
+/// Why a lock was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The database is read-only (no `write=1`, or reading the past).
+    ReadOnly,
+    /// Another connection here holds the write lock, or the database moved on since this
+    /// read transaction began (its snapshot is too old to write from).
+    Busy,
+}
+
+/// A write-mode connection's part: its place in the replica's lock table and the pages its
+/// transaction changed.
+#[derive(Debug)]
+struct Writing {
+    locks: Arc<LockTable>,
+    me: u64,
+    dirty: DirtyPages,
+    /// This transaction's COMMIT failed: every later sync in it fails the same way (SQLite
+    /// syncs again while rolling back, and that must not store the rolled-back pages).
+    failed: Option<Failed>,
+}
+
+#[derive(Debug, Clone)]
+enum Failed {
+    Conflict(crate::ltx::Txid),
+    Other(String),
+}
+
 /// What a pragma asked of this file came to.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pragma {
@@ -53,17 +83,33 @@ pub(crate) struct MainDb {
     /// Time travel: the past state this connection reads instead of the newest.
     travel: Option<Arc<Snapshot>>,
     last_error: Option<String>,
+    /// Set in write mode.
+    writing: Option<Writing>,
 }
 
 impl MainDb {
     pub(crate) fn open(config: ReplicaConfig, start: Target) -> Result<MainDb> {
+        let write = config.write;
+        let replica = Replica::open(config)?;
+        let writing = write.then(|| Writing {
+            locks: LockTable::of(&replica.config().url),
+            me: LockTable::new_holder(),
+            dirty: DirtyPages::default(),
+            failed: None,
+        });
         let mut db = MainDb {
-            replica: Replica::open(config)?,
+            replica,
             lock: LockLevel::None,
             pinned: None,
             travel: None,
             last_error: None,
+            writing,
         };
+        if write && start != Target::Latest {
+            return Err(Error::Config(
+                "write=1 and time travel (txid=, time=) do not go together".into(),
+            ));
+        }
         db.travel_to(start)?;
         Ok(db)
     }
@@ -99,8 +145,12 @@ impl MainDb {
     /// As [`Replica::read_page`].
     pub(crate) fn read(&mut self, buf: &mut [u8], offset: u64) -> Result<bool> {
         let mut snap = self.snapshot();
-        let page_size = u64::from(snap.page_size.get());
-        let end = snap.size_bytes();
+        let dirty = self.writing.as_ref().map(|w| &w.dirty);
+        let page_size = u64::from(dirty.map_or(snap.page_size, |d| d.page_size(&snap)).get());
+        let end = dirty.map_or(snap.size_bytes(), |d| {
+            u64::from(d.size_pages(&snap)) * page_size
+        });
+        let mut patch = true;
         let mut done = 0usize;
         while done < buf.len() {
             let at = offset + done as u64;
@@ -111,7 +161,15 @@ impl MainDb {
             let pgno = Pgno::new(u32::try_from(at / page_size + 1).unwrap_or(u32::MAX))
                 .unwrap_or(Pgno::ONE);
             let in_page = (at % page_size) as usize;
-            let page = self.replica.read_page(&mut snap, pgno)?;
+            let page = match self.writing.as_ref().and_then(|w| w.dirty.page(pgno)) {
+                // This transaction's own page: as SQLite wrote it, unpatched.
+                Some(mine) => {
+                    patch &= pgno != Pgno::ONE;
+                    Arc::from(mine)
+                }
+                None if pgno.get() > snap.commit => vec![0u8; page_size as usize].into(),
+                None => self.replica.read_page(&mut snap, pgno)?,
+            };
             if let Some(pinned) = self.pinned.as_mut()
                 && !Arc::ptr_eq(pinned, &snap)
             {
@@ -125,20 +183,44 @@ impl MainDb {
             }
             done += n;
         }
-        patch_page1(buf, offset, &snap);
+        if patch {
+            patch_page1(buf, offset, &snap);
+        }
         Ok(true)
     }
 
-    /// The database size: the snapshot's commit, in bytes.
+    /// The database size: the snapshot's commit (or the write transaction's size), in bytes.
     pub(crate) fn file_size(&self) -> u64 {
-        self.snapshot().size_bytes()
+        let snap = self.snapshot();
+        match &self.writing {
+            Some(w) => {
+                u64::from(w.dirty.size_pages(&snap)) * u64::from(w.dirty.page_size(&snap).get())
+            }
+            None => snap.size_bytes(),
+        }
     }
 
-    /// Takes `level`. SHARED pins the newest snapshot for the read transaction; anything
-    /// stronger is refused: the replica is read-only.
-    pub(crate) fn lock(&mut self, level: LockLevel) -> std::result::Result<(), ()> {
-        if level > LockLevel::Shared {
-            return Err(());
+    /// Whether the database was opened writable (`write=1`).
+    pub(crate) fn writable(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Takes `level`. SHARED pins the newest snapshot for the read transaction. RESERVED
+    /// (write mode only) takes the replica's write lock here, if the pinned snapshot is
+    /// still the newest; PENDING and EXCLUSIVE then follow at once (readers never block a
+    /// writer: they keep their snapshots).
+    pub(crate) fn lock(&mut self, level: LockLevel) -> std::result::Result<(), Refused> {
+        if level > LockLevel::Shared && self.lock < LockLevel::Reserved {
+            let Some(w) = self.writing.as_ref().filter(|_| self.travel.is_none()) else {
+                return Err(Refused::ReadOnly);
+            };
+            let stale = self
+                .pinned
+                .as_ref()
+                .is_some_and(|p| p.txid != self.replica.current().txid);
+            if stale || !w.locks.try_reserve(w.me) {
+                return Err(Refused::Busy);
+            }
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
@@ -154,13 +236,142 @@ impl MainDb {
         Ok(())
     }
 
-    /// Drops to `level`; at NONE the read transaction is over and its snapshot released.
+    /// Drops to `level`; below RESERVED the write transaction is over (its uncommitted
+    /// pages dropped); at NONE the read transaction is over and its snapshot released.
     pub(crate) fn unlock(&mut self, level: LockLevel) {
+        if level < LockLevel::Reserved
+            && self.lock >= LockLevel::Reserved
+            && let Some(w) = self.writing.as_mut()
+        {
+            let base = self.pinned.as_ref();
+            if w.failed.is_none() && base.is_some_and(|b| w.dirty.is_commit(b)) {
+                // SQLite syncs before it unlocks after a commit: a commit still here was
+                // never synced (synchronous=OFF, which write mode refuses).
+                self.last_error = Some(
+                    "ltxvfs: a write transaction ended without a COMMIT sync; its changes were dropped".into(),
+                );
+            }
+            w.dirty.clear();
+            w.failed = None;
+            w.locks.release(w.me);
+        }
         if level < self.lock {
             self.lock = level;
         }
         if self.lock == LockLevel::None {
             self.pinned = None;
+        }
+    }
+
+    /// Whether another connection here holds the replica's write lock.
+    pub(crate) fn reserved_elsewhere(&self) -> bool {
+        self.writing
+            .as_ref()
+            .is_some_and(|w| w.locks.reserved_by_other(w.me))
+    }
+
+    /// xWrite: one page of the write transaction.
+    ///
+    /// # Errors
+    /// [`Error::Write`] in read-only mode, outside a write transaction, or for a write that
+    /// is not one whole page.
+    pub(crate) fn write(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        let snap = self.snapshot();
+        let url = self.replica.url().to_owned();
+        match self.writing.as_mut() {
+            Some(w) if self.lock >= LockLevel::Reserved => w
+                .dirty
+                .write(&snap, offset, data)
+                .map_err(|detail| Error::Write { url, detail }),
+            _ => Err(Error::Write {
+                url,
+                detail: "not in a write transaction (open with write=1)".into(),
+            }),
+        }
+    }
+
+    /// xTruncate: the write transaction's database shrinks to `size` bytes.
+    ///
+    /// # Errors
+    /// As [`MainDb::write`].
+    pub(crate) fn truncate(&mut self, size: u64) -> Result<()> {
+        let snap = self.snapshot();
+        match self.writing.as_mut() {
+            Some(w) if self.lock >= LockLevel::Reserved => {
+                w.dirty.truncate(&snap, size);
+                Ok(())
+            }
+            _ => Err(Error::Write {
+                url: self.replica.url().to_owned(),
+                detail: "not in a write transaction (open with write=1)".into(),
+            }),
+        }
+    }
+
+    /// xSync: at EXCLUSIVE with pages changed, this is COMMIT (SQLite has written every
+    /// page and syncs before it drops the journal): the transaction is stored as the next
+    /// TXID, or the sync fails and SQLite rolls it back.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if another writer took the TXID (the replica then polls, so the
+    /// next transaction reads the winner's state); [`Error::Io`] if the store failed.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        let url = self.replica.url().to_owned();
+        let Some(w) = self.writing.as_mut() else {
+            return Ok(());
+        };
+        if self.lock < LockLevel::Exclusive || w.dirty.is_empty() {
+            return Ok(());
+        }
+        match &w.failed {
+            Some(Failed::Conflict(txid)) => return Err(Error::Conflict { url, txid: *txid }),
+            Some(Failed::Other(detail)) => {
+                return Err(Error::Write {
+                    url,
+                    detail: format!("this transaction's COMMIT failed: {detail}"),
+                });
+            }
+            None => {}
+        }
+        let base = self
+            .pinned
+            .clone()
+            .unwrap_or_else(|| self.replica.current());
+        if !w.dirty.is_commit(&base) {
+            // The sync of a rollback (pages spilled, then written back): nothing to store.
+            return Ok(());
+        }
+        match writer::commit(&self.replica, &base, &w.dirty) {
+            Ok(next) => {
+                w.dirty.clear();
+                self.pinned = Some(next);
+                Ok(())
+            }
+            Err(e) => {
+                w.failed = Some(match &e {
+                    Error::Conflict { txid, .. } => Failed::Conflict(*txid),
+                    other => Failed::Other(other.to_string()),
+                });
+                if matches!(e, Error::Conflict { .. }) {
+                    self.replica.refresh();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A pragma write mode cannot honour, refused with its reason.
+    fn refused_in_write_mode(&self, name: &str, value: Option<&str>) -> Option<Pragma> {
+        self.writing.as_ref()?;
+        let v = value?.trim().trim_matches(['\'', '"']).to_ascii_lowercase();
+        match (name, v.as_str()) {
+            ("journal_mode", "wal") => Some(Pragma::Failed(
+                "ltxvfs: journal_mode=WAL is not available in write mode: each COMMIT is stored from the rollback journal's page writes".into(),
+            )),
+            ("synchronous", "0" | "off") => Some(Pragma::Failed(
+                "ltxvfs: synchronous=OFF is not available in write mode: COMMIT stores the transaction when SQLite syncs".into(),
+            )),
+            _ => None,
         }
     }
 
@@ -171,6 +382,9 @@ impl MainDb {
             None => Pragma::Value(Some(v)),
             Some(_) => Pragma::Failed(format!("PRAGMA {name} is read-only")),
         };
+        if let Some(refused) = self.refused_in_write_mode(&name, value) {
+            return refused;
+        }
         let snap = self.snapshot();
         match (name.as_str(), value) {
             ("ltx_txid" | "litestream_txid", Some(v)) => {

@@ -3,6 +3,7 @@
 //! `options` resolves per-database settings. Knows nothing of LTX bytes.
 
 pub(crate) mod ffi;
+mod journal;
 mod main_db;
 pub(crate) mod names;
 mod options;

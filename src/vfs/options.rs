@@ -73,6 +73,9 @@ pub(crate) fn resolve(
         hydrate: pick("hydrate", &["LTXVFS_HYDRATE"]).map(|(_, p)| p.into()),
         cache_dir: pick("cache_dir", &["LTXVFS_CACHE_DIR"]).map(|(_, p)| p.into()),
         cache_dir_size,
+        write: parse_write(
+            pick("write", &[]).or_else(|| pick("write_enabled", &["LITESTREAM_WRITE_ENABLED"])),
+        )?,
     })
 }
 
@@ -83,6 +86,21 @@ fn duration_or_zero(from: &str, v: &str, example: &str) -> Result<Duration> {
     }
     humantime::parse_duration(v)
         .map_err(|_| Error::Config(format!("{from}: {v:?} is not a duration (e.g. {example})")))
+}
+
+/// `write=1` (or Litestream's `write_enabled=true`): whether the database is opened
+/// writable.
+fn parse_write(value: Option<(String, String)>) -> Result<bool> {
+    match value {
+        None => Ok(false),
+        Some((from, v)) => match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "on" | "yes" => Ok(true),
+            "0" | "false" | "off" | "no" => Ok(false),
+            _ => Err(Error::Config(format!(
+                "{from}: {v:?} is not 1 or 0 (true or false)"
+            ))),
+        },
+    }
 }
 
 /// Where a connection starts reading: URI `txid=` or `time=` (time travel), else the newest.

@@ -5,6 +5,9 @@
 #[allow(dead_code)]
 #[path = "../../tests/it/util.rs"]
 pub mod util;
+mod write_target;
+
+pub use write_target::{WriteTarget, open_writer};
 
 use ltxvfs::ltx::Txid;
 use rusqlite::{Connection, OpenFlags};
@@ -180,7 +183,7 @@ pub fn create_container(name: &str) {
 }
 
 /// A bucket or container name from a test name: lowercase letters, digits and dashes.
-fn bucket_name(name: &str) -> String {
+pub(crate) fn bucket_name(name: &str) -> String {
     name.to_ascii_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -400,6 +403,12 @@ impl Primary {
             }
             last = now;
         }
+    }
+
+    /// Stops `litestream replicate` (SIGKILL); the replica stays for restores.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `litestream restore -txid` of this replica into `out` (through the config file, which

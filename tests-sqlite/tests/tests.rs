@@ -36,3 +36,7 @@ mod security;
 mod time_travel;
 #[path = "it/warm.rs"]
 mod warm;
+#[path = "it/write.rs"]
+mod write;
+#[path = "it/write_faults.rs"]
+mod write_faults;

@@ -10,6 +10,9 @@ Prints "listening PORT" once ready. Faults, chosen uniformly for a faulty reques
   truncate   the upstream answer's headers (full Content-Length), half its body, then close
   short      the upstream answer with half its body and a Content-Length to match
   stall      no answer for --stall seconds (longer than the client's timeout), then close
+and, only when named in `kinds`:
+  lost_put   a PUT forwarded to the upstream (so it is stored), then the connection reset
+             before any answer; other requests pass (a write whose outcome is unknown)
 Every request also waits --latency ms plus up to --jitter ms.
 
 Control (not forwarded): `GET /__faults` gives the counters as JSON; `POST /__faults` with a
@@ -29,6 +32,7 @@ import time
 import urllib.parse
 
 KINDS = ["500", "503", "reset", "truncate", "short", "stall"]
+OPT_IN = ["lost_put"]
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
 
@@ -38,7 +42,7 @@ class State:
         self.lock = threading.Lock()
         self.config = {"rate": args.rate, "stall": args.stall, "latency_ms": args.latency,
                        "jitter_ms": args.jitter, "kinds": list(KINDS)}
-        self.counts = {"requests": 0, "faults": 0, **{k: 0 for k in KINDS}}
+        self.counts = {"requests": 0, "faults": 0, **{k: 0 for k in KINDS + OPT_IN}}
         self.random = random.Random(args.seed)
 
     def pick(self):
@@ -127,6 +131,9 @@ def make_handler(state, upstream):
                 time.sleep(stall)
                 self.close_connection = True
                 return
+            if kind == "lost_put" and self.command == "PUT":
+                self.forward()
+                return self.reset()
             resp, data = self.forward()
             if kind == "truncate" and len(data) > 1:
                 self.reply(resp, data)

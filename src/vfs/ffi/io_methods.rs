@@ -1,11 +1,12 @@
 //! The file callbacks (https://www.sqlite.org/c3ref/io_methods.html) of a main database
 //! opened through `ltx`: an [`LtxFile`] owns its [`MainDb`], and each callback turns SQLite's
-//! pointers into a call on it: reads, size, locks, pragmas. Writes are refused (read-only).
+//! pointers into a call on it: reads, size, locks, pragmas, and in write mode (`write=1`)
+//! writes, truncation and the sync that stores a COMMIT. Without it writes are refused.
 //! Files that are not a main database never reach these: the default VFS's methods serve them.
 
 use super::api::api;
 use super::{guard, report};
-use crate::vfs::main_db::{LockLevel, MainDb, Pragma};
+use crate::vfs::main_db::{LockLevel, MainDb, Pragma, Refused};
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr;
@@ -105,21 +106,76 @@ unsafe extern "C" fn x_read(
     })
 }
 
+/// Records `e` as the file's last error (and the process's, and in `sqlite3_log`); returns
+/// its code, or `io_code` for a store failure (the code says which operation failed).
+fn fail(db: &mut MainDb, e: &crate::error::Error, io_code: c_int) -> c_int {
+    let (code, message) = report(e, None);
+    db.record_error(message);
+    if matches!(e, crate::error::Error::Io { .. }) {
+        io_code
+    } else {
+        code
+    }
+}
+
 unsafe extern "C" fn x_write(
-    _file: *mut ffi::sqlite3_file,
-    _buf: *const c_void,
-    _amount: c_int,
-    _offset: ffi::sqlite3_int64,
+    file: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
 ) -> c_int {
-    ffi::SQLITE_READONLY
+    guard(ffi::SQLITE_IOERR_WRITE, || {
+        // SAFETY: an open main database file of ours.
+        let Some(db) = (unsafe { main_db(file) }) else {
+            return ffi::SQLITE_IOERR_WRITE;
+        };
+        if !db.writable() {
+            return ffi::SQLITE_READONLY;
+        }
+        let (Ok(len), Ok(offset)) = (usize::try_from(amount), u64::try_from(offset)) else {
+            return ffi::SQLITE_IOERR_WRITE;
+        };
+        if buf.is_null() {
+            return ffi::SQLITE_IOERR_WRITE;
+        }
+        // SAFETY: SQLite passes a readable buffer of `amount` bytes (checked non-null).
+        let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
+        match db.write(data, offset) {
+            Ok(()) => ffi::SQLITE_OK,
+            Err(e) => fail(db, &e, ffi::SQLITE_IOERR_WRITE),
+        }
+    })
 }
 
-unsafe extern "C" fn x_truncate(_file: *mut ffi::sqlite3_file, _size: ffi::sqlite3_int64) -> c_int {
-    ffi::SQLITE_READONLY
+unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    guard(ffi::SQLITE_IOERR_TRUNCATE, || {
+        // SAFETY: an open main database file of ours.
+        let Some(db) = (unsafe { main_db(file) }) else {
+            return ffi::SQLITE_IOERR_TRUNCATE;
+        };
+        if !db.writable() {
+            return ffi::SQLITE_READONLY;
+        }
+        match db.truncate(u64::try_from(size).unwrap_or(0)) {
+            Ok(()) => ffi::SQLITE_OK,
+            Err(e) => fail(db, &e, ffi::SQLITE_IOERR_TRUNCATE),
+        }
+    })
 }
 
-unsafe extern "C" fn x_sync(_file: *mut ffi::sqlite3_file, _flags: c_int) -> c_int {
-    ffi::SQLITE_OK
+/// In write mode, the sync of a COMMIT stores the transaction (`MainDb::sync`); a lost
+/// race is SQLITE_BUSY_SNAPSHOT, a store that failed SQLITE_IOERR_FSYNC.
+unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_FSYNC, || {
+        // SAFETY: an open main database file of ours.
+        let Some(db) = (unsafe { main_db(file) }) else {
+            return ffi::SQLITE_IOERR_FSYNC;
+        };
+        match db.sync() {
+            Ok(()) => ffi::SQLITE_OK,
+            Err(e) => fail(db, &e, ffi::SQLITE_IOERR_FSYNC),
+        }
+    })
 }
 
 unsafe extern "C" fn x_file_size(
@@ -146,7 +202,8 @@ unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int
         };
         match db.lock(level) {
             Ok(()) => ffi::SQLITE_OK,
-            Err(()) => ffi::SQLITE_READONLY,
+            Err(Refused::ReadOnly) => ffi::SQLITE_READONLY,
+            Err(Refused::Busy) => ffi::SQLITE_BUSY,
         }
     })
 }
@@ -162,15 +219,15 @@ unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_i
     })
 }
 
-unsafe extern "C" fn x_check_reserved_lock(
-    _file: *mut ffi::sqlite3_file,
-    out: *mut c_int,
-) -> c_int {
-    // SAFETY: `out` is null or writable. Nobody writes through this VFS.
-    if let Some(out) = unsafe { out.as_mut() } {
-        *out = 0;
-    }
-    ffi::SQLITE_OK
+unsafe extern "C" fn x_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    guard(ffi::SQLITE_IOERR_CHECKRESERVEDLOCK, || {
+        // SAFETY: an open main database file of ours; `out` is null or writable.
+        let reserved = unsafe { main_db(file) }.is_some_and(|db| db.reserved_elsewhere());
+        if let Some(out) = unsafe { out.as_mut() } {
+            *out = c_int::from(reserved);
+        }
+        ffi::SQLITE_OK
+    })
 }
 
 unsafe extern "C" fn x_file_control(

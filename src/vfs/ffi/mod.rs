@@ -77,6 +77,9 @@ fn error_code(e: &Error, opening: bool) -> c_int {
         _ if opening => ffi::SQLITE_CANTOPEN,
         Error::Plan { .. } => ffi::SQLITE_CORRUPT,
         Error::Io { .. } | Error::Vanished { .. } | Error::Local { .. } => ffi::SQLITE_IOERR_READ,
+        // SQLITE_BUSY_SNAPSHOT: as a WAL reader whose snapshot is too old to write from.
+        Error::Conflict { .. } => ffi::SQLITE_BUSY_SNAPSHOT,
+        Error::Write { .. } => ffi::SQLITE_IOERR_WRITE,
         Error::Config(_) | Error::NoReplicaUrl | Error::ReplicaNotFound { .. } => {
             ffi::SQLITE_IOERR_READ
         }

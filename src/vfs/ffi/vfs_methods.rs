@@ -7,7 +7,7 @@ use super::api::{SqliteApi, api};
 use super::io_methods::LtxFile;
 use super::{VFS_NAME, c_string, guard, report};
 use crate::vfs::main_db::MainDb;
-use crate::vfs::{names, options};
+use crate::vfs::{journal, names, options};
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr;
@@ -80,12 +80,24 @@ unsafe extern "C" fn x_open(
         // SAFETY: `vfs` is ours (SQLite calls xOpen on the VFS it was registered as).
         let base = unsafe { base_vfs(vfs) };
         if flags & ffi::SQLITE_OPEN_MAIN_DB == 0 {
-            // Temp files, journals, sort spills: the default VFS owns them entirely.
+            // Temp files, journals, sort spills: the default VFS owns them entirely. The
+            // rollback journal goes to a local directory of ours (`journal`).
+            let journal = (flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0)
+                .then(|| local_journal_of(name))
+                .flatten();
+            if let Some(j) = journal {
+                journal::before_open(j);
+            }
+            let name = journal.map_or(name, CStr::as_ptr);
             // SAFETY: `file` has szOsFile bytes, at least the default VFS's own size.
-            return match unsafe { (*base).xOpen } {
+            let rc = match unsafe { (*base).xOpen } {
                 Some(open) => unsafe { open(base, name, file, flags, out_flags) },
                 None => ffi::SQLITE_CANTOPEN,
             };
+            if let Some(j) = journal {
+                journal::after_open(j);
+            }
+            return rc;
         }
         let Some(api) = api() else {
             return ffi::SQLITE_CANTOPEN;
@@ -112,14 +124,20 @@ unsafe extern "C" fn x_open(
             Ok(db) => db,
             Err(e) => return report(&e, Some(&path)).0,
         };
+        let writable = db.writable();
         let ours = LtxFile::new(db);
         // SAFETY: `file` points to szOsFile ≥ size_of::<LtxFile>() writable bytes.
         unsafe { file.cast::<LtxFile>().write(ours) };
         // SAFETY: out_flags is null or writable.
         if let Some(out) = unsafe { out_flags.as_mut() } {
-            // Read-only whatever was asked: SQLite then refuses writes with SQLITE_READONLY.
-            *out = (flags & !(ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE))
-                | ffi::SQLITE_OPEN_READONLY;
+            // Read-only unless opened with write=1: SQLite then refuses writes with
+            // SQLITE_READONLY.
+            *out = if writable {
+                flags
+            } else {
+                (flags & !(ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE))
+                    | ffi::SQLITE_OPEN_READONLY
+            };
         }
         ffi::SQLITE_OK
     })
@@ -140,11 +158,31 @@ macro_rules! delegate {
     }};
 }
 
+/// The local path of the rollback journal SQLite names `name` (`vfs::journal`), or `None`
+/// for a name that is not a journal's. `name` is the pointer SQLite gave xOpen or xDelete
+/// for the journal: its database's URI parameters can be read from it
+/// (https://www.sqlite.org/c3ref/uri_parameter.html), and name the replica.
+fn local_journal_of(name: *const c_char) -> Option<&'static CStr> {
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: SQLite passes a NUL-terminated name (checked non-null).
+    let given = unsafe { CStr::from_ptr(name) }.to_str().ok()?;
+    let db = given.strip_suffix("-journal")?;
+    let replica = api()
+        .and_then(|api| uri_param(api, name, "replica"))
+        .or_else(|| names::get(db).and_then(|m| m.get("replica")))
+        .unwrap_or_default();
+    journal::local_journal(given, &replica)
+}
+
 unsafe extern "C" fn x_delete(
     vfs: *mut ffi::sqlite3_vfs,
     name: *const c_char,
     sync: c_int,
 ) -> c_int {
+    // SQLite deletes a journal by the name it opened it with: ours was moved.
+    let name = local_journal_of(name).map_or(name, CStr::as_ptr);
     delegate!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync)
 }
 
