@@ -183,6 +183,20 @@ pub fn create_container(name: &str) {
 }
 
 /// A bucket or container name from a test name: lowercase letters, digits and dashes.
+/// A fresh bucket of the test S3 server for `name`: the replica URL of `app.db` in it, and
+/// the litestream config lines that name the same replica.
+pub(crate) fn s3_replica(name: &str) -> (String, String) {
+    let bucket = bucket_name(name);
+    create_bucket(&bucket);
+    let endpoint = s3_endpoint();
+    (
+        format!("s3://{bucket}/app.db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true"),
+        format!(
+            "type: s3\n      bucket: {bucket}\n      path: app.db\n      endpoint: {endpoint}\n      region: us-east-1\n      force-path-style: true"
+        ),
+    )
+}
+
 pub(crate) fn bucket_name(name: &str) -> String {
     name.to_ascii_lowercase()
         .chars()
@@ -289,17 +303,8 @@ impl Primary {
                 )
             }
             Target::S3 => {
-                let bucket = bucket_name(name);
-                create_bucket(&bucket);
-                let endpoint = s3_endpoint();
-                (
-                    format!(
-                        "type: s3\n      bucket: {bucket}\n      path: app.db\n      endpoint: {endpoint}\n      region: us-east-1\n      force-path-style: true"
-                    ),
-                    format!(
-                        "s3://{bucket}/app.db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true"
-                    ),
-                )
+                let (url, yaml) = s3_replica(name);
+                (yaml, url)
             }
             Target::Azure => {
                 let container = bucket_name(name);

@@ -1,9 +1,7 @@
 //! Replicas written by ltxvfs itself in write mode (no litestream process): opening them
 //! writable, and reading them back with the real `litestream restore`.
 
-use crate::{
-    Target, bucket_name, create_bucket, file_url, register, s3_endpoint, uri_escape, util,
-};
+use crate::{Target, file_url, register, s3_replica, uri_escape, util};
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 use std::process::Command;
@@ -35,19 +33,7 @@ impl WriteTarget {
     pub fn new(name: &str, target: Target) -> WriteTarget {
         let dir = util::scratch_dir(name);
         let (url, replica_yaml) = match target {
-            Target::S3 => {
-                let bucket = bucket_name(name);
-                create_bucket(&bucket);
-                let endpoint = s3_endpoint();
-                (
-                    format!(
-                        "s3://{bucket}/app.db?endpoint={endpoint}&region=us-east-1&forcePathStyle=true"
-                    ),
-                    format!(
-                        "type: s3\n      bucket: {bucket}\n      path: app.db\n      endpoint: {endpoint}\n      region: us-east-1\n      force-path-style: true"
-                    ),
-                )
-            }
+            Target::S3 => s3_replica(name),
             _ => {
                 let replica = dir.join("replica");
                 std::fs::create_dir_all(&replica).unwrap();
