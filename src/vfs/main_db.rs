@@ -2,15 +2,12 @@
 //! snapshot pinned by the connection's SHARED lock, the page-1 patch, the file size, and the
 //! `ltx_*` pragmas. Safe code: `ffi` turns SQLite's calls into calls on this type.
 
-use super::options;
 use crate::error::Error;
 use crate::error::Result;
 use crate::ltx::Pgno;
 use crate::replica::{Replica, ReplicaConfig, Snapshot, Target};
 use crate::writer::{self, DirtyPages, LockTable};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// SQLite's lock levels (https://www.sqlite.org/c3ref/c_lock_exclusive.html).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,7 +45,7 @@ pub(crate) enum Refused {
 /// A write-mode connection's part: its place in the replica's lock table and the pages its
 /// transaction changed.
 #[derive(Debug)]
-struct Writing {
+pub(super) struct Writing {
     locks: Arc<LockTable>,
     me: u64,
     dirty: DirtyPages,
@@ -76,15 +73,15 @@ pub(crate) enum Pragma {
 
 #[derive(Debug)]
 pub(crate) struct MainDb {
-    replica: Arc<Replica>,
+    pub(super) replica: Arc<Replica>,
     lock: LockLevel,
     /// The snapshot of the current read transaction, held from SHARED to NONE.
     pinned: Option<Arc<Snapshot>>,
     /// Time travel: the past state this connection reads instead of the newest.
-    travel: Option<Arc<Snapshot>>,
-    last_error: Option<String>,
+    pub(super) travel: Option<Arc<Snapshot>>,
+    pub(super) last_error: Option<String>,
     /// Set in write mode.
-    writing: Option<Writing>,
+    pub(super) writing: Option<Writing>,
 }
 
 impl MainDb {
@@ -116,7 +113,7 @@ impl MainDb {
 
     /// Reads `target` from the next read transaction on (the current one keeps its
     /// snapshot); [`Target::Latest`] goes back to following.
-    fn travel_to(&mut self, target: Target) -> Result<()> {
+    pub(super) fn travel_to(&mut self, target: Target) -> Result<()> {
         self.travel = match target {
             Target::Latest => None,
             target => Some(self.replica.snapshot_at(target)?),
@@ -126,7 +123,7 @@ impl MainDb {
 
     /// The pinned snapshot, or the newest one outside a read transaction (SQLite reads the
     /// header once before it takes any lock).
-    fn snapshot(&self) -> Arc<Snapshot> {
+    pub(super) fn snapshot(&self) -> Arc<Snapshot> {
         self.pinned
             .clone()
             .or_else(|| self.travel.clone())
@@ -359,159 +356,6 @@ impl MainDb {
             }
         }
     }
-
-    /// A pragma write mode cannot honour, refused with its reason.
-    fn refused_in_write_mode(&self, name: &str, value: Option<&str>) -> Option<Pragma> {
-        self.writing.as_ref()?;
-        let v = value?.trim().trim_matches(['\'', '"']).to_ascii_lowercase();
-        match (name, v.as_str()) {
-            ("journal_mode", "wal") => Some(Pragma::Failed(
-                "ltxvfs: journal_mode=WAL is not available in write mode: each COMMIT is stored from the rollback journal's page writes".into(),
-            )),
-            ("synchronous", "0" | "off") => Some(Pragma::Failed(
-                "ltxvfs: synchronous=OFF is not available in write mode: COMMIT stores the transaction when SQLite syncs".into(),
-            )),
-            _ => None,
-        }
-    }
-
-    /// `PRAGMA name` or `PRAGMA name = value`, through SQLITE_FCNTL_PRAGMA.
-    pub(crate) fn pragma(&mut self, name: &str, value: Option<&str>) -> Pragma {
-        let name = name.to_ascii_lowercase();
-        let read_only = |v: String| match value {
-            None => Pragma::Value(Some(v)),
-            Some(_) => Pragma::Failed(format!("PRAGMA {name} is read-only")),
-        };
-        if let Some(refused) = self.refused_in_write_mode(&name, value) {
-            return refused;
-        }
-        let snap = self.snapshot();
-        match (name.as_str(), value) {
-            ("ltx_txid" | "litestream_txid", Some(v)) => {
-                let Some(txid) = options::parse_txid(v) else {
-                    return Pragma::Failed(options::TXID_FORM.replace("{:?}", &format!("{v:?}")));
-                };
-                self.travel_or_fail(Target::Txid(txid))
-            }
-            ("ltx_time" | "litestream_time", Some(v)) => match options::parse_time(v) {
-                Ok(target) => self.travel_or_fail(target),
-                Err(e) => Pragma::Failed(e),
-            },
-            _ => self.pragma_read(&name, snap, read_only),
-        }
-    }
-
-    fn travel_or_fail(&mut self, target: Target) -> Pragma {
-        // The TXID that will be read: also, some drivers (Python's sqlite3) fail on the
-        // nameless column SQLite makes of a pragma that returns nothing.
-        match self.travel_to(target) {
-            Ok(()) => Pragma::Value(Some(
-                self.travel
-                    .clone()
-                    .unwrap_or_else(|| self.replica.current())
-                    .txid
-                    .to_string(),
-            )),
-            Err(e) => {
-                let message = format!("ltxvfs: {e}");
-                self.last_error = Some(message.clone());
-                Pragma::Failed(message)
-            }
-        }
-    }
-
-    /// The pragmas that only answer (or refuse a value, through `read_only`).
-    fn pragma_read(
-        &mut self,
-        name: &str,
-        snap: Arc<Snapshot>,
-        read_only: impl Fn(String) -> Pragma,
-    ) -> Pragma {
-        match name {
-            "ltx_txid" | "litestream_txid" => read_only(snap.txid.to_string()),
-            "ltx_time" | "litestream_time" => read_only(format_time(snap.timestamp_ms)),
-            "ltx_last_error" => Pragma::Value(Some(
-                self.last_error
-                    .clone()
-                    .or_else(|| self.replica.follow_status().1)
-                    .or_else(super::last_error)
-                    .unwrap_or_default(),
-            )),
-            // How stale the data is: seconds since its newest transaction was written, and
-            // since the follower last heard from the store (null: never, or not following).
-            "ltx_lag" => read_only({
-                let (since_poll, _) = self.replica.follow_status();
-                format!(
-                    "{{\"txn_age\":{:.3},\"since_poll\":{},\"following\":{}}}",
-                    snap.age_seconds(),
-                    since_poll.map_or("null".to_string(), |s| format!("{s:.3}")),
-                    self.replica.follows_in_this_process()
-                )
-            }),
-            "ltx_hydration" => read_only(
-                self.replica
-                    .hydration()
-                    .map_or_else(|| "{\"state\":\"off\"}".to_string(), |h| h.report()),
-            ),
-            // Litestream's meaning: whole seconds since the last successful poll, -1 if none.
-            "litestream_lag" => read_only(
-                self.replica
-                    .follow_status()
-                    .0
-                    .map_or("-1".to_string(), |s| format!("{}", s as i64)),
-            ),
-            "ltx_stats" => Pragma::Value(Some(self.stats_json(&snap))),
-            _ => Pragma::NotOurs,
-        }
-    }
-
-    fn stats_json(&self, snap: &Snapshot) -> String {
-        let r = self.replica.stats();
-        let s = self.replica.store().stats();
-        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let disk = self.replica.disk_cache().map(|d| &d.stats);
-        format!(
-            concat!(
-                "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
-                "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
-                "\"disk_hits\":{},\"disk_writes\":{},\"disk_rejects\":{},",
-                "\"warm\":\"{}\",\"warm_pages\":{},\"warm_total\":{},\"page_map_bytes\":{},\"fresh_waits\":{},",
-                "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
-            ),
-            snap.txid,
-            snap.page_size,
-            snap.commit,
-            snap.file_count(),
-            n(&r.pages_read),
-            n(&r.cache_hits),
-            n(&r.cache_misses),
-            self.replica.cache().bytes(),
-            n(&r.replans),
-            n(&r.follow_advances),
-            n(&r.follow_bridges),
-            n(&r.local_reads),
-            n(&r.pages_read_ahead),
-            n(&r.pages_prefetched),
-            disk.map_or(0, |d| n(&d.hits)),
-            disk.map_or(0, |d| n(&d.writes)),
-            disk.map_or(0, |d| n(&d.rejects)),
-            self.replica.warm_state(),
-            n(&r.warm_pages),
-            n(&r.warm_total),
-            snap.page_map_bytes(),
-            n(&r.fresh_waits),
-            n(&s.list_requests),
-            n(&s.get_requests),
-            n(&s.bytes_fetched),
-        )
-    }
-}
-
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-21T05:07:37.123Z`.
-fn format_time(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// The page-1 patch (bytes at absolute file offsets, applied to whatever part of them `buf`

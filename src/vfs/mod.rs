@@ -1,5 +1,6 @@
 //! The SQLite glue: the `ltx` VFS. `ffi/` holds the C tables and every `unsafe` block;
-//! `main_db` is the safe main-database file (snapshot pinning, page-1 patch, pragmas);
+//! `main_db` is the safe main-database file (snapshot pinning, page-1 patch), `pragmas` its
+//! `ltx_*` pragmas;
 //! `options` resolves per-database settings. Knows nothing of LTX bytes.
 
 pub(crate) mod ffi;
@@ -7,6 +8,7 @@ mod journal;
 mod main_db;
 pub(crate) mod names;
 mod options;
+mod pragmas;
 
 use std::sync::Mutex;
 
