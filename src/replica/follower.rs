@@ -308,6 +308,11 @@ impl Replica {
 
     async fn advance(&self, state: &mut FollowState) -> Result<()> {
         let base = self.current();
+        if base.local.is_some() {
+            // A buffered writer's commits stand over the files: what the store holds past
+            // them is another writer's, which its upload will find.
+            return Ok(());
+        }
         let levels: Vec<u8> = if state.relist {
             (0..SNAPSHOT_LEVEL).collect()
         } else {
@@ -356,7 +361,9 @@ impl Replica {
         // The new files' pages came with their headers (level 0 files are small, read whole).
         self.cache().insert_all(head_pages(&next, &files.heads));
         let txid = next.txid;
-        self.publish(&base, next);
+        if !self.publish(&base, next) {
+            return Ok(());
+        }
         self.stats().follow_advances.fetch_add(1, Ordering::Relaxed);
         state.pool.retain(|f| f.id.max_txid > txid);
         Ok(())

@@ -17,4 +17,4 @@ pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
 pub use replica::{Replica, ReplicaConfig, ReplicaStats, Target, Warm};
 pub(crate) use snapshot::FileIndex;
-pub use snapshot::{PageRef, Snapshot};
+pub use snapshot::{LocalPages, PageRef, Snapshot};

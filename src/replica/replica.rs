@@ -67,6 +67,12 @@ pub struct ReplicaConfig {
     /// Write mode: a URL with no LTX files yet opens as an empty database (the first
     /// commit creates it) instead of failing.
     pub write: bool,
+    /// Write mode's durability: `None` (`sync=commit`) stores each COMMIT before it returns;
+    /// `Some(interval)` keeps commits in a local buffer file and ships them every interval.
+    pub sync: Option<Duration>,
+    /// The buffer file of `sync=<duration>`; `None`: one under the temporary directory,
+    /// named after the replica URL.
+    pub buffer: Option<std::path::PathBuf>,
 }
 
 /// Fetching every page into the memory cache after the open (`warm=`).
@@ -305,12 +311,14 @@ impl Replica {
     }
 
     /// Publishes `next` as the current snapshot if `base` still is (a re-plan may have
-    /// replaced it meanwhile; the next poll then starts from that one).
-    pub(crate) fn publish(&self, base: &Arc<Snapshot>, next: Arc<Snapshot>) {
+    /// replaced it meanwhile; the next poll then starts from that one); `false` if not.
+    pub(crate) fn publish(&self, base: &Arc<Snapshot>, next: Arc<Snapshot>) -> bool {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        if current.txid == base.txid {
+        let still = current.version() == base.version();
+        if still {
             *current = next;
         }
+        still
     }
 
     /// Seconds since the last successful poll, and the follower's last error.
@@ -476,7 +484,7 @@ impl Replica {
                     false,
                 )?;
                 self.cache.insert_all(warm);
-                let fresh = Arc::new(fresh);
+                let fresh = Arc::new(fresh.with_local(snapshot.local.clone()));
                 // Same TXID: it may stand in for the current snapshot too.
                 self.publish(snapshot, fresh.clone());
                 *snapshot = fresh;
@@ -487,6 +495,13 @@ impl Replica {
     }
 
     fn read_page_once(&self, snapshot: &Snapshot, pgno: Pgno) -> Result<Arc<[u8]>> {
+        if let Some(page) = snapshot.local_page(pgno) {
+            return Ok(page);
+        }
+        if snapshot.local.is_some() && pgno.get() > snapshot.commit {
+            // Grown by a local commit that did not write it (never, from SQLite): zeros.
+            return Ok(vec![0u8; snapshot.page_size.as_usize()].into());
+        }
         if let Some(page) = self.hydration.as_ref().and_then(|h| h.read(snapshot, pgno)) {
             self.stats.local_reads.fetch_add(1, Ordering::Relaxed);
             return Ok(page);

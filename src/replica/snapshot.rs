@@ -5,6 +5,8 @@
 use super::LtxFileId;
 use super::page_map::PageMap;
 use crate::ltx::{self, PageIndex, PageSize, Pgno, Txid};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One file to apply: its name, its header's commit (pages) and time (ms), its index.
 pub(crate) type PlanFile = (LtxFileId, u32, i64, FileIndex);
@@ -39,6 +41,24 @@ pub struct Snapshot {
     /// The newest file applied (the one that reached `txid`).
     pub last_file: LtxFileId,
     pages: PageMap,
+    /// Transactions committed in this process and not yet stored (write mode with
+    /// `sync=<duration>`): they stand over the files, up to the next TXID's upload.
+    pub local: Option<Arc<LocalPages>>,
+}
+
+/// The pages of the transactions a buffered writer committed over a snapshot's files:
+/// each with the number of the local commit that last wrote it.
+#[derive(Debug, Clone)]
+pub struct LocalPages {
+    /// The local commit that made this state: increasing in the process, never reused.
+    pub seq: u64,
+    /// How many local commits are in these pages.
+    pub commits: u32,
+    pub page_size: PageSize,
+    /// Database size in pages.
+    pub commit: u32,
+    pub timestamp_ms: i64,
+    pub pages: BTreeMap<Pgno, (u64, Arc<[u8]>)>,
 }
 
 /// A plan file whose index the page map cannot take.
@@ -66,6 +86,7 @@ impl Snapshot {
                 max_txid: Txid::ZERO,
             },
             pages: PageMap::default(),
+            local: None,
         };
         empty.advance(files)
     }
@@ -79,7 +100,7 @@ impl Snapshot {
     /// # Errors
     /// As [`Snapshot::from_plan`].
     pub(crate) fn advance(&self, files: Vec<PlanFile>) -> Result<Snapshot, MapError> {
-        let mut next = self.clone();
+        let mut next = self.stored();
         for (id, file_commit, file_time, index) in files {
             match index {
                 FileIndex::Encoded(index) => next.pages.apply(id, &index).map_err(|e| (id, e))?,
@@ -123,8 +144,60 @@ impl Snapshot {
         (now_ms - self.timestamp_ms).max(0) as f64 / 1000.0
     }
 
-    /// The database size in bytes.
+    /// The database size in pages, local commits included.
+    pub fn size_pages(&self) -> u32 {
+        self.local.as_ref().map_or(self.commit, |l| l.commit)
+    }
+
+    /// The database size in bytes, local commits included.
     pub fn size_bytes(&self) -> u64 {
-        u64::from(self.commit) * u64::from(self.page_size.get())
+        u64::from(self.size_pages()) * u64::from(self.page_size.get())
+    }
+
+    /// Page `pgno` as a local commit left it, if one did.
+    pub fn local_page(&self, pgno: Pgno) -> Option<Arc<[u8]>> {
+        self.local
+            .as_ref()?
+            .pages
+            .get(&pgno)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// What tells this state from every other one the process has seen: the TXID, and the
+    /// local commit over it, if any.
+    pub fn version(&self) -> (Txid, u64) {
+        (self.txid, self.local.as_ref().map_or(0, |l| l.seq))
+    }
+
+    /// The change counter SQLite is shown (page 1, offset 24): the TXID's low 32 bits, or
+    /// for a local commit a number with the top bit set that no TXID reaches (a TXID a
+    /// second takes 68 years to), so a connection's page cache never survives a change.
+    pub fn counter(&self) -> u32 {
+        match &self.local {
+            Some(l) => 0x8000_0000 | (l.seq as u32 & 0x7fff_ffff),
+            None => self.txid.get() as u32,
+        }
+    }
+
+    /// This state with `local` commits over it (a buffered writer's).
+    pub fn with_local(self, local: Option<Arc<LocalPages>>) -> Snapshot {
+        let page_size = match &local {
+            // A new database takes the page size of its first commit.
+            Some(l) if self.commit == 0 => l.page_size,
+            _ => self.page_size,
+        };
+        Snapshot {
+            local,
+            page_size,
+            ..self
+        }
+    }
+
+    /// The stored state under the local commits.
+    pub fn stored(&self) -> Snapshot {
+        Snapshot {
+            local: None,
+            ..self.clone()
+        }
     }
 }

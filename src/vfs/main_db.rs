@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::ltx::Pgno;
 use crate::replica::{Replica, ReplicaConfig, Snapshot, Target};
-use crate::writer::{self, DirtyPages, LockTable};
+use crate::writer::{self, Buffered, DirtyPages, LockTable};
 use std::sync::Arc;
 
 /// SQLite's lock levels (https://www.sqlite.org/c3ref/c_lock_exclusive.html).
@@ -52,6 +52,8 @@ pub(super) struct Writing {
     /// This transaction's COMMIT failed: every later sync in it fails the same way (SQLite
     /// syncs again while rolling back, and that must not store the rolled-back pages).
     failed: Option<Failed>,
+    /// `sync=<duration>`: commits go to the replica's buffer file, not to the store.
+    pub(super) buffered: Option<Arc<Buffered>>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,13 +88,28 @@ pub(crate) struct MainDb {
 
 impl MainDb {
     pub(crate) fn open(config: ReplicaConfig, start: Target) -> Result<MainDb> {
-        let write = config.write;
+        let (write, sync, buffer) = (config.write, config.sync, config.buffer.clone());
         let replica = Replica::open(config)?;
+        if write && start != Target::Latest {
+            return Err(Error::Config(
+                "write=1 and time travel (txid=, time=) do not go together".into(),
+            ));
+        }
+        let buffered = match (write, sync) {
+            (true, Some(interval)) => Some(Buffered::of(&replica, buffer.as_deref(), interval)?),
+            (true, None) if Buffered::active(replica.url()) => {
+                return Err(Error::Config(
+                    "sync=commit: this process already writes the replica with sync=<duration>; open every writer of a replica with the same sync".into(),
+                ));
+            }
+            _ => None,
+        };
         let writing = write.then(|| Writing {
             locks: LockTable::of(&replica.config().url),
             me: LockTable::new_holder(),
             dirty: DirtyPages::default(),
             failed: None,
+            buffered,
         });
         let mut db = MainDb {
             replica,
@@ -102,11 +119,6 @@ impl MainDb {
             last_error: None,
             writing,
         };
-        if write && start != Target::Latest {
-            return Err(Error::Config(
-                "write=1 and time travel (txid=, time=) do not go together".into(),
-            ));
-        }
         db.travel_to(start)?;
         Ok(db)
     }
@@ -164,7 +176,7 @@ impl MainDb {
                     patch &= pgno != Pgno::ONE;
                     Arc::from(mine)
                 }
-                None if pgno.get() > snap.commit => vec![0u8; page_size as usize].into(),
+                None if pgno.get() > snap.size_pages() => vec![0u8; page_size as usize].into(),
                 None => self.replica.read_page(&mut snap, pgno)?,
             };
             if let Some(pinned) = self.pinned.as_mut()
@@ -214,7 +226,7 @@ impl MainDb {
             let stale = self
                 .pinned
                 .as_ref()
-                .is_some_and(|p| p.txid != self.replica.current().txid);
+                .is_some_and(|p| p.version() != self.replica.current().version());
             if stale || !w.locks.try_reserve(w.me) {
                 return Err(Refused::Busy);
             }
@@ -338,7 +350,11 @@ impl MainDb {
             // The sync of a rollback (pages spilled, then written back): nothing to store.
             return Ok(());
         }
-        match writer::commit(&self.replica, &base, &w.dirty) {
+        let committed = match &w.buffered {
+            Some(buffered) => buffered.commit(&self.replica, &base, &w.dirty),
+            None => writer::commit(&self.replica, &base, &w.dirty),
+        };
+        match committed {
             Ok(next) => {
                 w.dirty.clear();
                 self.pinned = Some(next);
@@ -358,18 +374,28 @@ impl MainDb {
     }
 }
 
+impl Drop for MainDb {
+    /// The last writable connection of a `sync=<duration>` replica ships what is buffered.
+    fn drop(&mut self) {
+        if let Some(buffered) = self.writing.as_ref().and_then(|w| w.buffered.as_ref()) {
+            buffered.release(&self.replica);
+        }
+    }
+}
+
 /// The page-1 patch (bytes at absolute file offsets, applied to whatever part of them `buf`
 /// covers):
 /// - 18, 19 = 1: rollback-journal read/write versions, so SQLite never looks for a WAL;
-/// - 24..28 change counter and 92..96 version-valid-for = the snapshot's TXID (low 32 bits),
-///   so SQLite keeps its page cache while the snapshot is unchanged and drops it when it moves;
+/// - 24..28 change counter and 92..96 version-valid-for = the snapshot's counter (its TXID's
+///   low 32 bits, or a local commit's number), so SQLite keeps its page cache while the
+///   snapshot is unchanged and drops it when it moves;
 /// - 28..32 in-header database size = the snapshot's commit, consistent with the file size.
 fn patch_page1(buf: &mut [u8], offset: u64, snap: &Snapshot) {
-    let counter = (snap.txid.get() as u32).to_be_bytes();
+    let counter = snap.counter().to_be_bytes();
     let patches: [(u64, &[u8]); 4] = [
         (18, &[1, 1]),
         (24, &counter),
-        (28, &snap.commit.to_be_bytes()),
+        (28, &snap.size_pages().to_be_bytes()),
         (92, &counter),
     ];
     let buf_end = offset + buf.len() as u64;

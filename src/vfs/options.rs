@@ -76,7 +76,32 @@ pub(crate) fn resolve(
         write: parse_write(
             pick("write", &[]).or_else(|| pick("write_enabled", &["LITESTREAM_WRITE_ENABLED"])),
         )?,
+        sync: parse_sync(
+            pick("sync", &["LTXVFS_SYNC"])
+                .or_else(|| pick("sync_interval", &["LITESTREAM_SYNC_INTERVAL"])),
+        )?,
+        buffer: pick("buffer", &["LTXVFS_BUFFER"])
+            .or_else(|| pick("buffer_path", &["LITESTREAM_BUFFER_PATH"]))
+            .map(|(_, p)| p.into()),
     })
+}
+
+/// `sync=commit` (the default): each COMMIT is stored before it returns; `sync=1s`: commits
+/// wait in the buffer file and ship once per interval.
+fn parse_sync(value: Option<(String, String)>) -> Result<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some((_, v)) if v.trim().eq_ignore_ascii_case("commit") => Ok(None),
+        Some((from, v)) => humantime::parse_duration(v.trim())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{from}: {v:?} is not commit or a duration (e.g. 1s)"
+                ))
+            }),
+    }
 }
 
 /// A duration with units, or a bare `0`; the error names the setting and shows `example`.
@@ -278,5 +303,58 @@ mod tests {
             resolve(|_| None, |_| None),
             Err(Error::NoReplicaUrl)
         ));
+    }
+
+    #[test]
+    fn sync_is_commit_or_an_interval_with_litestream_names() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = resolve(with(&[("replica", "file:///r")]), |_| None).unwrap();
+        assert_eq!((c.sync, c.buffer), (None, None));
+        let c = resolve(
+            with(&[
+                ("replica", "file:///r"),
+                ("sync", "500ms"),
+                ("buffer", "/b"),
+            ]),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c.sync, Some(Duration::from_millis(500)));
+        assert_eq!(c.buffer.as_deref(), Some(std::path::Path::new("/b")));
+        let c = resolve(
+            with(&[("replica", "file:///r"), ("sync_interval", "2s")]),
+            with(&[("LITESTREAM_BUFFER_PATH", "/lb")]),
+        )
+        .unwrap();
+        assert_eq!(c.sync, Some(Duration::from_secs(2)));
+        assert_eq!(c.buffer.as_deref(), Some(std::path::Path::new("/lb")));
+        let c = resolve(
+            with(&[("replica", "file:///r"), ("sync", "commit")]),
+            |_| None,
+        );
+        assert_eq!(c.unwrap().sync, None);
+        for bad in ["0", "soon"] {
+            let err = resolve(
+                move |k: &str| match k {
+                    "replica" => Some("file:///r".to_string()),
+                    "sync" => Some(bad.to_string()),
+                    _ => None,
+                },
+                |_| None,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("URI parameter sync") && err.contains("commit"),
+                "{err}"
+            );
+        }
     }
 }

@@ -82,6 +82,10 @@ impl MainDb {
             "ltx_last_error" => Pragma::Value(Some(
                 self.last_error
                     .clone()
+                    .or_else(|| {
+                        let w = self.writing.as_ref()?;
+                        w.buffered.as_ref()?.last_error()
+                    })
                     .or_else(|| self.replica.follow_status().1)
                     .or_else(super::last_error)
                     .unwrap_or_default(),
@@ -126,11 +130,11 @@ impl MainDb {
                 "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
                 "\"disk_hits\":{},\"disk_writes\":{},\"disk_rejects\":{},",
                 "\"warm\":\"{}\",\"warm_pages\":{},\"warm_total\":{},\"page_map_bytes\":{},\"fresh_waits\":{},",
-                "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{}}}"
+                "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{},\"pending_commits\":{}}}"
             ),
             snap.txid,
             snap.page_size,
-            snap.commit,
+            snap.size_pages(),
             snap.file_count(),
             n(&r.pages_read),
             n(&r.cache_hits),
@@ -153,6 +157,7 @@ impl MainDb {
             n(&s.list_requests),
             n(&s.get_requests),
             n(&s.bytes_fetched),
+            snap.local.as_ref().map_or(0, |l| l.commits),
         )
     }
 }

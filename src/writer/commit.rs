@@ -11,9 +11,10 @@ use super::DirtyPages;
 use crate::cache::PageKey;
 use crate::error::{Error, Result};
 use crate::fetch::bridged;
-use crate::ltx::{Encoder, Encoding, Header, PageIndex, TailIndex, Txid};
+use crate::ltx::{Encoder, Encoding, Header, PageIndex, PageSize, Pgno, TailIndex, Txid};
 use crate::replica::{FileIndex, LtxFileId, Replica, Snapshot};
 use crate::store::Store;
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,75 +33,172 @@ pub(crate) fn commit(
     base: &Arc<Snapshot>,
     dirty: &DirtyPages,
 ) -> Result<Arc<Snapshot>> {
-    let url = replica.url().to_owned();
-    let write_error = |detail: String| Error::Write {
-        url: url.clone(),
-        detail,
-    };
-    let txid = base.txid.next();
-    let page_size = dirty.page_size(base);
-    let commit = header_size(dirty).unwrap_or_else(|| dirty.size_pages(base));
-    if let Some(page1) = dirty.page(crate::ltx::Pgno::ONE)
-        && page1.get(18..20) == Some(&[2, 2])
-    {
-        return Err(write_error(
-            "the database header asks for WAL mode; write mode keeps a rollback journal".into(),
-        ));
+    let url = replica.url();
+    if base.local.is_some() {
+        // A `sync=<duration>` connection of this process has commits not yet uploaded: a
+        // file over the stored state alone would drop them.
+        return Err(Error::Write {
+            url: url.to_owned(),
+            detail: "this process has buffered commits (sync=<duration>) not yet stored; open every writer of a replica with the same sync".into(),
+        });
     }
-    let timestamp_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut header = Header::new(page_size, commit, txid, txid);
-    header.timestamp_ms = timestamp_ms;
-    let encode_error = |e: crate::ltx::Error| write_error(format!("building TXID {txid}: {e}"));
-    let mut encoder = Encoder::new(header, Encoding::Block).map_err(encode_error)?;
-    let lock_page = page_size.lock_page();
-    for (pgno, data) in dirty.pages() {
-        if pgno.get() <= commit && pgno != lock_page {
+    refuse_wal(url, dirty.page(Pgno::ONE))?;
+    let commit = commit_size(dirty, base);
+    let lock_page = dirty.page_size(base).lock_page();
+    let pages = || {
+        dirty
+            .pages()
+            .filter(move |(pgno, _)| pgno.get() <= commit && *pgno != lock_page)
+    };
+    let built = Built::new(
+        url,
+        base.txid.next(),
+        dirty.page_size(base),
+        commit,
+        pages(),
+    )?;
+    if !store(replica, &built)? {
+        return Err(Error::Conflict {
+            url: url.to_owned(),
+            txid: built.id.max_txid,
+        });
+    }
+    let next = Arc::new(applied(replica, base, &built, pages())?);
+    replica.publish(base, next.clone());
+    Ok(next)
+}
+
+/// Refuses page 1 of a WAL-mode database: write mode stores what the rollback journal's
+/// page writes give.
+pub(super) fn refuse_wal(url: &str, page1: Option<&[u8]>) -> Result<()> {
+    if page1.and_then(|p| p.get(18..20)) == Some(&[2, 2]) {
+        return Err(Error::Write {
+            url: url.to_owned(),
+            detail: "the database header asks for WAL mode; write mode keeps a rollback journal"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// The database size in pages after the transaction `dirty` made over `base`.
+pub(super) fn commit_size(dirty: &DirtyPages, base: &Snapshot) -> u32 {
+    header_size(dirty).unwrap_or_else(|| dirty.size_pages(base))
+}
+
+/// One level-0 LTX file, encoded and indexed, ready to store.
+#[derive(Debug, Clone)]
+pub(super) struct Built {
+    pub(super) id: LtxFileId,
+    pub(super) bytes: Bytes,
+    pub(super) index: PageIndex,
+    pub(super) page_size: PageSize,
+    pub(super) commit: u32,
+    pub(super) timestamp_ms: i64,
+}
+
+impl Built {
+    /// TXID `txid` of a database of `commit` pages: `pages` ascending (min = max TXID,
+    /// block encoding, timestamp now, as Litestream writes level 0).
+    pub(super) fn new<'a>(
+        url: &str,
+        txid: Txid,
+        page_size: PageSize,
+        commit: u32,
+        pages: impl Iterator<Item = (Pgno, &'a [u8])>,
+    ) -> Result<Built> {
+        let encode_error = |e: crate::ltx::Error| Error::Write {
+            url: url.to_owned(),
+            detail: format!("building TXID {txid}: {e}"),
+        };
+        let mut header = Header::new(page_size, commit, txid, txid);
+        header.timestamp_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut encoder = Encoder::new(header, Encoding::Block).map_err(encode_error)?;
+        for (pgno, data) in pages {
             encoder.add_page(pgno, data).map_err(encode_error)?;
         }
+        let bytes = Bytes::from(encoder.finish().map_err(encode_error)?);
+        Built::from_bytes(url, bytes)
     }
-    let bytes = bytes::Bytes::from(encoder.finish().map_err(encode_error)?);
-    let index = match PageIndex::from_tail(&bytes, bytes.len() as u64).map_err(encode_error)? {
-        TailIndex::Complete(index) => index,
-        TailIndex::NeedFrom(_) => return Err(write_error("the page index is not whole".into())),
-    };
-    let id = LtxFileId {
-        level: 0,
-        min_txid: txid,
-        max_txid: txid,
-    };
+
+    /// A file built earlier (kept in a buffer), read back from its bytes.
+    pub(super) fn from_bytes(url: &str, bytes: Bytes) -> Result<Built> {
+        let bad = |detail: String| Error::Write {
+            url: url.to_owned(),
+            detail,
+        };
+        let header = Header::decode(&bytes).map_err(|e| bad(format!("a built file: {e}")))?;
+        let index = match PageIndex::from_tail(&bytes, bytes.len() as u64)
+            .map_err(|e| bad(format!("a built file: {e}")))?
+        {
+            TailIndex::Complete(index) => index,
+            TailIndex::NeedFrom(_) => return Err(bad("the page index is not whole".into())),
+        };
+        Ok(Built {
+            id: LtxFileId {
+                level: 0,
+                min_txid: header.min_txid,
+                max_txid: header.max_txid,
+            },
+            bytes,
+            index,
+            page_size: header.page_size,
+            commit: header.commit,
+            timestamp_ms: header.timestamp_ms,
+        })
+    }
+}
+
+/// Creates `built` in the store if its name is free: `true` if the stored file is ours,
+/// `false` if another writer's holds the name.
+///
+/// # Errors
+/// [`Error::Io`] if the store failed and whether the file exists is unknown.
+pub(super) fn store(replica: &Replica, built: &Built) -> Result<bool> {
     let store = replica.store().clone();
+    let (id, bytes) = (built.id, built.bytes.clone());
     let task_store = store.clone();
-    let task_bytes = bytes.clone();
-    let ours = bridged(
+    bridged(
         &store,
-        &format!("storing TXID {txid}"),
-        async move { create_resolved(&task_store, &id, task_bytes).await },
+        &format!("storing TXID {}", id.max_txid),
+        async move { create_resolved(&task_store, &id, bytes).await },
         replica.timeout() * (2 * CREATE_ATTEMPTS + 1),
-    )?;
-    if !ours {
-        return Err(Error::Conflict { url, txid });
-    }
-    let file = vec![(id, commit, timestamp_ms, FileIndex::Encoded(index))];
+    )
+}
+
+/// The stored state under `base` with `built` applied (the state after `base` when the
+/// file is TXID 1), its `pages` put in the cache.
+///
+/// # Errors
+/// [`Error::Corrupt`] if the page map cannot take the file.
+pub(super) fn applied<'a>(
+    replica: &Replica,
+    base: &Snapshot,
+    built: &Built,
+    pages: impl Iterator<Item = (Pgno, &'a [u8])>,
+) -> Result<Snapshot> {
+    let file = vec![(
+        built.id,
+        built.commit,
+        built.timestamp_ms,
+        FileIndex::Encoded(built.index.clone()),
+    )];
     let next = if base.txid == Txid::ZERO {
-        Snapshot::from_plan(page_size, file)
+        Snapshot::from_plan(built.page_size, file)
     } else {
         base.advance(file)
     }
     .map_err(|(file, source)| Error::Corrupt {
-        url: url.clone(),
+        url: replica.url().to_owned(),
         file,
         source,
     })?;
-    let next = Arc::new(next);
+    let id = built.id;
     replica.cache().insert_all(
-        dirty
-            .pages()
-            .filter(|(pgno, _)| pgno.get() <= commit && *pgno != lock_page)
-            .map(|(pgno, data)| (PageKey { file: id, pgno }, Arc::<[u8]>::from(data))),
+        pages.map(|(pgno, data)| (PageKey { file: id, pgno }, Arc::<[u8]>::from(data))),
     );
-    replica.publish(base, next.clone());
     Ok(next)
 }
 
@@ -109,7 +207,7 @@ pub(crate) fn commit(
 /// before it truncates the file (the truncation comes after the journal is gone), so the
 /// size at the sync is the header's, not the file's.
 fn header_size(dirty: &DirtyPages) -> Option<u32> {
-    let page1 = dirty.page(crate::ltx::Pgno::ONE)?;
+    let page1 = dirty.page(Pgno::ONE)?;
     let be = |at: usize| {
         page1
             .get(at..at + 4)
@@ -121,7 +219,7 @@ fn header_size(dirty: &DirtyPages) -> Option<u32> {
 
 /// Creates `id` with `bytes`: `Ok(true)` if the stored object is ours, `Ok(false)` if
 /// another writer's holds the name.
-async fn create_resolved(store: &Store, id: &LtxFileId, bytes: bytes::Bytes) -> Result<bool> {
+async fn create_resolved(store: &Store, id: &LtxFileId, bytes: Bytes) -> Result<bool> {
     let mut attempt = 0;
     loop {
         attempt += 1;

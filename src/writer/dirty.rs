@@ -37,7 +37,7 @@ impl DirtyPages {
 
     /// The database size in pages.
     pub(crate) fn size_pages(&self, base: &Snapshot) -> u32 {
-        self.size.unwrap_or(base.commit)
+        self.size.unwrap_or(base.size_pages())
     }
 
     pub(crate) fn page(&self, pgno: Pgno) -> Option<&[u8]> {
@@ -55,7 +55,7 @@ impl DirtyPages {
     /// back when it rolls back a transaction that had spilled pages to the file: the base's
     /// own content, nothing to store.
     pub(crate) fn is_commit(&self, base: &Snapshot) -> bool {
-        let shown = (base.txid.get() as u32).to_be_bytes();
+        let shown = base.counter().to_be_bytes();
         self.page(Pgno::ONE)
             .and_then(|p| p.get(24..28))
             .is_some_and(|counter| counter != shown)
@@ -74,7 +74,7 @@ impl DirtyPages {
         let len = u32::try_from(data.len()).unwrap_or(0);
         let page_size = match self.page_size {
             Some(size) => size,
-            None if base.commit == 0 => PageSize::new(len)
+            None if base.size_pages() == 0 => PageSize::new(len)
                 .ok_or_else(|| format!("a first write of {len} bytes is not a page"))?,
             None => base.page_size,
         };

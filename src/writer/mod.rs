@@ -6,10 +6,13 @@
 //! Uses `replica` (snapshots, publishing), `ltx` (the encoder) and `store` (the conditional
 //! create); knows nothing of SQLite, and `replica` knows nothing of it.
 
+mod buffer_file;
+mod buffered;
 mod commit;
 mod dirty;
 mod locks;
 
+pub(crate) use buffered::Buffered;
 pub(crate) use commit::commit;
 pub(crate) use dirty::DirtyPages;
 pub(crate) use locks::LockTable;

@@ -3,6 +3,7 @@
 
 use crate::{Target, file_url, register, s3_replica, uri_escape, util};
 use rusqlite::{Connection, OpenFlags};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -80,6 +81,23 @@ impl WriteTarget {
             String::from_utf8_lossy(&output.stderr)
         );
         std::fs::read(out).unwrap()
+    }
+
+    /// The rows of table t (tag, n) of the restored database, each with how many times
+    /// it is there; the restored database passes `integrity_check`.
+    pub fn restored_rows(&self) -> BTreeMap<(String, i64), usize> {
+        self.restore();
+        let r = Connection::open(self.dir.join("restored.db")).unwrap();
+        let ok: String = r
+            .query_row("PRAGMA integrity_check", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok");
+        let mut rows = BTreeMap::new();
+        let mut stmt = r.prepare("SELECT tag, n FROM t").unwrap();
+        for row in stmt.query_map([], |x| Ok((x.get(0)?, x.get(1)?))).unwrap() {
+            *rows.entry(row.unwrap()).or_insert(0) += 1;
+        }
+        rows
     }
 
     /// The level-0 TXIDs the replica holds, ascending, as listed by ltxvfs's store.

@@ -38,5 +38,7 @@ mod time_travel;
 mod warm;
 #[path = "it/write.rs"]
 mod write;
+#[path = "it/write_buffered.rs"]
+mod write_buffered;
 #[path = "it/write_faults.rs"]
 mod write_faults;

@@ -3,7 +3,7 @@
 //! counter row, retrying a transaction whose COMMIT was refused. Prints one line per
 //! attempt: `ok <seq>` (acknowledged), `busy <seq> <extended code>` or `ioerr <seq> <code>`.
 //!
-//!     ltx_writer URL WRITER COUNT
+//!     ltx_writer URL WRITER COUNT [EXTRA URI PARAMETERS, e.g. &sync=200ms&buffer=PATH]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use ltxvfs_sqlite_tests::open_writer;
@@ -13,7 +13,15 @@ use std::time::Duration;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (url, writer, count) = (&args[1], &args[2], args[3].parse::<u32>().unwrap());
-    let conn = open_writer(url, "&poll=100ms").unwrap();
+    let extra = args.get(4).map_or("", String::as_str);
+    let conn = match open_writer(url, &format!("&poll=100ms{extra}")) {
+        Ok(conn) => conn,
+        Err(e) => {
+            // Why, as ltxvfs told sqlite3_log.
+            eprintln!("{e}: {:?}", ltxvfs_sqlite_tests::log_lines(""));
+            std::process::exit(2);
+        }
+    };
     let mut out = std::io::stdout().lock();
     let mut seq = 0;
     let mut attempts = 0u64;

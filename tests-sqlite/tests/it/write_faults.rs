@@ -3,26 +3,8 @@
 //! acknowledged COMMIT is ever missing, and nothing refused is ever stored.
 
 use ltxvfs_sqlite_tests::{FaultProxy, Target, WriteTarget, open_writer, s3_endpoint};
-use rusqlite::Connection;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
-
-/// The rows of the restored database: (tag, n) → how many times.
-fn stored_rows(t: &WriteTarget) -> BTreeMap<(String, i64), usize> {
-    t.restore();
-    let r = Connection::open(t.dir.join("restored.db")).unwrap();
-    let ok: String = r
-        .query_row("PRAGMA integrity_check", [], |x| x.get(0))
-        .unwrap();
-    assert_eq!(ok, "ok");
-    let mut rows = BTreeMap::new();
-    let mut stmt = r.prepare("SELECT tag, n FROM t").unwrap();
-    for row in stmt.query_map([], |x| Ok((x.get(0)?, x.get(1)?))).unwrap() {
-        *rows.entry(row.unwrap()).or_insert(0) += 1;
-    }
-    rows
-}
 
 /// Every PUT reaches the store but its answer is lost (the connection reset): each COMMIT
 /// finds out by reading its file back, and is acknowledged.
@@ -40,7 +22,7 @@ fn a_commit_whose_answer_was_lost_is_read_back_and_acknowledged() {
     assert!(proxy.count("lost_put") >= 5, "{}", proxy.control(None));
     proxy.control(Some(r#"{"rate": 0.0}"#));
     assert_eq!(t.level0_txids(), (1..=6).collect::<Vec<u64>>());
-    let rows = stored_rows(&t);
+    let rows = t.restored_rows();
     assert_eq!(rows.len(), 5);
     assert!(rows.values().all(|&k| k == 1));
 }
@@ -88,7 +70,7 @@ fn faulty_store_commits_are_ok_busy_or_ioerr_and_nothing_acknowledged_is_lost() 
         .execute("INSERT INTO t VALUES ('after', 0)", [])
         .or_else(|_| w.execute("INSERT INTO t VALUES ('after', 0)", []));
     assert!(again.is_ok(), "{again:?}");
-    let rows = stored_rows(&t);
+    let rows = t.restored_rows();
     for n in &acked {
         assert_eq!(rows.get(&("f".into(), *n)), Some(&1), "acknowledged {n}");
     }
@@ -108,8 +90,21 @@ fn faulty_store_commits_are_ok_busy_or_ioerr_and_nothing_acknowledged_is_lost() 
 /// commit it acknowledged is stored, once; of the rest, at most the one in flight.
 #[test]
 fn a_writer_killed_mid_stream_loses_no_acknowledged_commit() {
-    let t = WriteTarget::new("write-sigkill", Target::File);
-    open_writer(&t.url, "")
+    killed_writers_lose_nothing("write-sigkill", "");
+}
+
+/// The same with `sync=<duration>`: an acknowledged commit may be only in the buffer file
+/// when the writer dies; the next writer's open ships it.
+#[test]
+fn a_buffered_writer_killed_mid_stream_loses_no_acknowledged_commit() {
+    let dir = ltxvfs_sqlite_tests::util::scratch_dir("write-sigkill-buffer");
+    let extra = format!("&sync=150ms&buffer={}", dir.join("w.buffer").display());
+    killed_writers_lose_nothing("write-sigkill-buffered", &extra);
+}
+
+fn killed_writers_lose_nothing(name: &str, extra: &str) {
+    let t = WriteTarget::new(name, Target::File);
+    open_writer(&t.url, extra)
         .unwrap()
         .execute_batch(
             "BEGIN; CREATE TABLE t(tag TEXT, n INTEGER);
@@ -120,7 +115,7 @@ fn a_writer_killed_mid_stream_loses_no_acknowledged_commit() {
     for round in 0..3 {
         let tag = format!("k{round}");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltx_writer"))
-            .args([&t.url, &tag, "100000"])
+            .args([&t.url, &tag, "100000", extra])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -142,16 +137,24 @@ fn a_writer_killed_mid_stream_loses_no_acknowledged_commit() {
             }
         }
     }
-    let rows = stored_rows(&t);
+    // The replica opens (shipping what a buffer holds) and takes commits again.
+    let w = open_writer(&t.url, extra).unwrap();
+    w.execute("INSERT INTO t VALUES ('after', 0)", []).unwrap();
+    drop(w);
+    let rows = t.restored_rows();
     for a in &acked {
         assert_eq!(rows.get(a), Some(&1), "acknowledged {a:?}");
     }
-    let extra: Vec<_> = rows.keys().filter(|r| !acked.contains(r)).collect();
+    assert_eq!(rows.get(&("after".to_string(), 0)), Some(&1));
+    let extra_rows: Vec<_> = rows
+        .keys()
+        .filter(|r| !acked.contains(r) && r.0 != "after")
+        .collect();
     assert!(
-        extra.len() <= 3,
-        "only commits in flight at a kill: {extra:?}"
+        extra_rows.len() <= 3,
+        "only commits in flight at a kill: {extra_rows:?}"
     );
-    for (tag, n) in &extra {
+    for (tag, n) in &extra_rows {
         let last = acked
             .iter()
             .filter(|(t, _)| t == tag)
@@ -159,9 +162,6 @@ fn a_writer_killed_mid_stream_loses_no_acknowledged_commit() {
             .max();
         assert_eq!(Some(*n - 1), last, "{tag} {n} was not in flight");
     }
-    // The replica opens and takes commits again.
-    let w = open_writer(&t.url, "").unwrap();
-    w.execute("INSERT INTO t VALUES ('after', 0)", []).unwrap();
     let txids = t.level0_txids();
     assert_eq!(txids, (1..=txids.len() as u64).collect::<Vec<u64>>());
 }
@@ -204,6 +204,6 @@ fn an_unreachable_store_fails_commit_with_ioerr_and_stores_nothing() {
     assert_eq!(t.level0_txids(), vec![1]);
     w.execute("INSERT INTO t VALUES ('up', 2)", []).unwrap();
     assert_eq!(t.level0_txids(), vec![1, 2]);
-    let rows = stored_rows(&t);
+    let rows = t.restored_rows();
     assert_eq!(rows.keys().collect::<Vec<_>>(), [&("up".to_string(), 2)]);
 }
