@@ -73,6 +73,40 @@ pub struct ReplicaConfig {
     /// The buffer file of `sync=<duration>`; `None`: one under the temporary directory,
     /// named after the replica URL.
     pub buffer: Option<std::path::PathBuf>,
+    /// Write mode: how the writer keeps the replica short (`compaction=`, ...).
+    pub compaction: CompactionConfig,
+}
+
+/// The writer's compaction ladder and retention, with Litestream 0.5's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// Level `i + 1` is compacted from level `i` every `levels[i]`; empty: no compaction
+    /// (nor snapshots or retention).
+    pub levels: Vec<Duration>,
+    /// A full snapshot (level 9) this often.
+    pub snapshot_interval: Duration,
+    /// Level-0 files go this long after a level-1 file covers them.
+    pub l0_retention: Duration,
+    /// Snapshots older than this go (the newest stays), and what only they reach.
+    pub retention: Duration,
+    /// The most bytes of input frames a compaction holds at once.
+    pub buffer: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            levels: vec![
+                Duration::from_secs(30),
+                Duration::from_secs(300),
+                Duration::from_secs(3600),
+            ],
+            snapshot_interval: Duration::from_secs(24 * 3600),
+            l0_retention: Duration::from_secs(300),
+            retention: Duration::from_secs(24 * 3600),
+            buffer: 16 << 20,
+        }
+    }
 }
 
 /// Fetching every page into the memory cache after the open (`warm=`).
@@ -275,6 +309,11 @@ impl Replica {
 
     pub fn cache(&self) -> &PageCache {
         &self.cache
+    }
+
+    /// The memory cache, to hold beyond a borrow of the replica (compaction's tasks).
+    pub(crate) fn cache_handle(&self) -> Arc<PageCache> {
+        self.cache.clone()
     }
 
     /// The disk cache, when `cache_dir` is set.

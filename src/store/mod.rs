@@ -240,6 +240,18 @@ impl Store {
         }
     }
 
+    /// Deletes an LTX file (compaction and retention, by the writer). A file already gone
+    /// is not an error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store refused or failed.
+    pub async fn delete_ltx(&self, id: &LtxFileId) -> Result<()> {
+        match self.client()?.delete(&self.file_path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.io_error(format!("deleting {id}"), e)),
+        }
+    }
+
     /// Bytes `range` of an LTX file. A body shorter than asked (cut short with headers to
     /// match, by a proxy or a broken connection behind one) is asked for again, a few times:
     /// object_store retries failed requests, not short answers.

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::ltx::Pgno;
 use crate::replica::{Replica, ReplicaConfig, Snapshot, Target};
-use crate::writer::{self, Buffered, DirtyPages, LockTable};
+use crate::writer::{self, Buffered, Compactor, DirtyPages, LockTable};
 use std::sync::Arc;
 
 /// SQLite's lock levels (https://www.sqlite.org/c3ref/c_lock_exclusive.html).
@@ -54,6 +54,8 @@ pub(super) struct Writing {
     failed: Option<Failed>,
     /// `sync=<duration>`: commits go to the replica's buffer file, not to the store.
     pub(super) buffered: Option<Arc<Buffered>>,
+    /// Keeps the replica short (`compaction=off`: `None`).
+    pub(super) compactor: Option<Arc<Compactor>>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +91,7 @@ pub(crate) struct MainDb {
 impl MainDb {
     pub(crate) fn open(config: ReplicaConfig, start: Target) -> Result<MainDb> {
         let (write, sync, buffer) = (config.write, config.sync, config.buffer.clone());
+        let compaction = config.compaction.clone();
         let replica = Replica::open(config)?;
         if write && start != Target::Latest {
             return Err(Error::Config(
@@ -110,6 +113,7 @@ impl MainDb {
             dirty: DirtyPages::default(),
             failed: None,
             buffered,
+            compactor: Compactor::of(&replica, &compaction),
         });
         let mut db = MainDb {
             replica,
@@ -375,10 +379,17 @@ impl MainDb {
 }
 
 impl Drop for MainDb {
-    /// The last writable connection of a `sync=<duration>` replica ships what is buffered.
+    /// The last writable connection of a `sync=<duration>` replica ships what is buffered;
+    /// the compaction thread stops after the last one.
     fn drop(&mut self) {
-        if let Some(buffered) = self.writing.as_ref().and_then(|w| w.buffered.as_ref()) {
+        let Some(w) = self.writing.as_ref() else {
+            return;
+        };
+        if let Some(buffered) = &w.buffered {
             buffered.release(&self.replica);
+        }
+        if let Some(compactor) = &w.compactor {
+            compactor.release();
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
-use crate::replica::{ReplicaConfig, Target, Warm};
+use crate::replica::{CompactionConfig, ReplicaConfig, Target, Warm};
 use std::time::{Duration, SystemTime};
 
 pub(crate) const DEFAULT_CACHE_SIZE: u64 = 64 << 20;
@@ -83,7 +83,54 @@ pub(crate) fn resolve(
         buffer: pick("buffer", &["LTXVFS_BUFFER"])
             .or_else(|| pick("buffer_path", &["LITESTREAM_BUFFER_PATH"]))
             .map(|(_, p)| p.into()),
+        compaction: compaction(&pick)?,
     })
+}
+
+/// The writer's ladder (`compaction=30s,5m,1h`, or `off`) and retention settings.
+fn compaction(
+    pick: &impl Fn(&str, &[&str]) -> Option<(String, String)>,
+) -> Result<CompactionConfig> {
+    let mut c = CompactionConfig::default();
+    if let Some((from, v)) = pick("compaction", &["LTXVFS_COMPACTION"]) {
+        c.levels = match v.trim() {
+            "off" | "0" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|d| {
+                    humantime::parse_duration(d.trim())
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                })
+                .collect::<Option<Vec<_>>>()
+                .filter(|levels| (1..=8).contains(&levels.len()))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{from}: {v:?} is not off or 1 to 8 durations (e.g. 30s,5m,1h)"
+                    ))
+                })?,
+        };
+    }
+    let duration = |name: &str, var: &str, default: Duration| match pick(name, &[var]) {
+        Some((from, v)) => humantime::parse_duration(v.trim())
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a duration (e.g. 24h)"))),
+        None => Ok(default),
+    };
+    c.snapshot_interval = duration(
+        "snapshot_interval",
+        "LTXVFS_SNAPSHOT_INTERVAL",
+        c.snapshot_interval,
+    )?;
+    c.l0_retention = duration("l0_retention", "LTXVFS_L0_RETENTION", c.l0_retention)?;
+    c.retention = duration("retention", "LTXVFS_RETENTION", c.retention)?;
+    if let Some((from, v)) = pick("compaction_buffer", &["LTXVFS_COMPACTION_BUFFER"]) {
+        c.buffer = parse_size(&v)
+            .filter(|&n| n >= 1 << 20)
+            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size of 1MiB or more")))?;
+    }
+    Ok(c)
 }
 
 /// `sync=commit` (the default): each COMMIT is stored before it returns; `sync=1s`: commits
@@ -355,6 +402,50 @@ mod tests {
                 err.contains("URI parameter sync") && err.contains("commit"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn the_compaction_ladder_takes_litestream_defaults_and_short_lists() {
+        let uri = |pairs: Vec<(&'static str, &'static str)>| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let c = resolve(uri(vec![("replica", "file:///r")]), |_| None).unwrap();
+        assert_eq!(c.compaction, CompactionConfig::default());
+        assert_eq!(c.compaction.levels.len(), 3);
+        let c = resolve(
+            uri(vec![
+                ("replica", "file:///r"),
+                ("compaction", "2s, 6s"),
+                ("snapshot_interval", "30s"),
+                ("l0_retention", "1s"),
+            ]),
+            |_| None,
+        )
+        .unwrap()
+        .compaction;
+        assert_eq!(c.levels, [Duration::from_secs(2), Duration::from_secs(6)]);
+        assert_eq!(c.snapshot_interval, Duration::from_secs(30));
+        assert_eq!(c.l0_retention, Duration::from_secs(1));
+        let off = resolve(
+            uri(vec![("replica", "file:///r"), ("compaction", "off")]),
+            |_| None,
+        );
+        assert!(off.unwrap().compaction.levels.is_empty());
+        for bad in [
+            ("compaction", "soon"),
+            ("compaction", "0s"),
+            ("retention", "x"),
+        ] {
+            let err = resolve(uri(vec![("replica", "file:///r"), bad]), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("URI parameter {}", bad.0)), "{err}");
         }
     }
 }

@@ -114,6 +114,12 @@ impl MainDb {
                     .map_or("-1".to_string(), |s| format!("{}", s as i64)),
             ),
             "ltx_stats" => Pragma::Value(Some(self.stats_json(&snap))),
+            "ltx_compaction" => read_only(
+                self.writing
+                    .as_ref()
+                    .and_then(|w| w.compactor.as_ref())
+                    .map_or_else(|| "{\"state\":\"off\"}".to_string(), |c| c.report()),
+            ),
             _ => Pragma::NotOurs,
         }
     }

@@ -160,10 +160,30 @@ pub(super) fn store(replica: &Replica, built: &Built) -> Result<bool> {
     let store = replica.store().clone();
     let (id, bytes) = (built.id, built.bytes.clone());
     let task_store = store.clone();
-    bridged(
+    let stored = bridged(
         &store,
         &format!("storing TXID {}", id.max_txid),
         async move { create_resolved(&task_store, &id, bytes).await },
+        replica.timeout() * (2 * CREATE_ATTEMPTS + 1),
+    )?;
+    if stored {
+        super::compact::note_stored(replica.url(), id.max_txid);
+    }
+    Ok(stored)
+}
+
+/// Creates a compacted or snapshot file `id` unless its name is taken (by an earlier run,
+/// from the same inputs: either way the file is there).
+///
+/// # Errors
+/// [`Error::Io`] if the store failed and whether the file exists is unknown.
+pub(super) fn create_or_taken(replica: &Replica, id: LtxFileId, bytes: Bytes) -> Result<()> {
+    let store = replica.store().clone();
+    let task_store = store.clone();
+    bridged(
+        &store,
+        &format!("storing {id}"),
+        async move { create_resolved(&task_store, &id, bytes).await.map(drop) },
         replica.timeout() * (2 * CREATE_ATTEMPTS + 1),
     )
 }

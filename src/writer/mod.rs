@@ -9,10 +9,12 @@
 mod buffer_file;
 mod buffered;
 mod commit;
+mod compact;
 mod dirty;
 mod locks;
 
 pub(crate) use buffered::Buffered;
 pub(crate) use commit::commit;
+pub(crate) use compact::Compactor;
 pub(crate) use dirty::DirtyPages;
 pub(crate) use locks::LockTable;

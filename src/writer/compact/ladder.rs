@@ -1,0 +1,228 @@
+//! What the ladder asks for, given what the store lists: which files of a level to merge into
+//! the next, whether a snapshot is due, which files retention removes. Pure decisions, as
+//! Litestream 0.5 takes them, so they are tested without a store.
+
+use crate::ltx::Txid;
+use crate::replica::{LtxFileId, SNAPSHOT_LEVEL};
+use crate::store::ListedFile;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+/// The files of each level, as listed (level 0, the ladder's levels, and the snapshots).
+pub(super) type Listing = BTreeMap<u8, Vec<ListedFile>>;
+
+/// The newest TXID a level reaches (zero for an empty level).
+pub(super) fn max_txid(files: &[ListedFile]) -> Txid {
+    files
+        .iter()
+        .map(|f| f.id.max_txid)
+        .max()
+        .unwrap_or(Txid::ZERO)
+}
+
+/// The files of `src` to merge into the next level, whose files are `dst`: those past what
+/// `dst` reaches, in TXID order, while each continues the one before (a file that would
+/// leave a gap ends the run).
+pub(super) fn to_compact(src: &[ListedFile], dst: &[ListedFile]) -> Vec<ListedFile> {
+    let floor = max_txid(dst);
+    let mut run: Vec<ListedFile> = Vec::new();
+    let mut sorted: Vec<&ListedFile> = src.iter().filter(|f| f.id.min_txid > floor).collect();
+    sorted.sort_by_key(|f| (f.id.min_txid, f.id.max_txid));
+    for f in sorted {
+        if let Some(prev) = run.last()
+            && (f.id.min_txid > prev.id.max_txid.next() || f.id.max_txid <= prev.id.max_txid)
+        {
+            break;
+        }
+        run.push(*f);
+    }
+    run
+}
+
+/// Whether a snapshot of the state at `current` is due: the newest snapshot is older than
+/// `interval` (or, with none, the writer has run that long) and behind `current`.
+pub(super) fn snapshot_due(
+    snapshots: &[ListedFile],
+    current: Txid,
+    now: SystemTime,
+    started: SystemTime,
+    interval: Duration,
+) -> bool {
+    let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    match snapshots.iter().max_by_key(|f| f.id.max_txid) {
+        Some(newest) => newest.id.max_txid < current && age(newest.last_modified) >= interval,
+        None => current > Txid::ZERO && age(started) >= interval,
+    }
+}
+
+/// What retention removes, given the listing of every level (`top` the ladder's highest):
+/// - snapshots older than `retention`, the newest always kept;
+/// - files of levels 1..=top wholly below the oldest snapshot kept (they only serve states
+///   before it), and, below the top, already merged into the next level; the newest file of
+///   each level stays;
+/// - level-0 files a level-1 file covers, once older than `l0_retention`; the newest stays.
+pub(super) fn to_delete(
+    listing: &Listing,
+    top: u8,
+    now: SystemTime,
+    l0_retention: Duration,
+    retention: Duration,
+) -> Vec<LtxFileId> {
+    let age = |f: &ListedFile| now.duration_since(f.last_modified).unwrap_or_default();
+    let level = |l: u8| listing.get(&l).map_or(&[][..], Vec::as_slice);
+    let mut gone = Vec::new();
+    let snapshots = level(SNAPSHOT_LEVEL);
+    let newest = snapshots.iter().map(|f| f.id.max_txid).max();
+    let (old, kept): (Vec<&ListedFile>, Vec<&ListedFile>) = snapshots
+        .iter()
+        .partition(|f| Some(f.id.max_txid) != newest && age(f) > retention);
+    gone.extend(old.iter().map(|f| f.id));
+    let floor = kept
+        .iter()
+        .map(|f| f.id.max_txid)
+        .min()
+        .unwrap_or(Txid::ZERO);
+    for l in 1..=top {
+        let files = level(l);
+        let newest = max_txid(files);
+        let merged_up = if l < top {
+            max_txid(level(l + 1))
+        } else {
+            Txid(u64::MAX)
+        };
+        gone.extend(
+            files
+                .iter()
+                .filter(|f| f.id.max_txid < newest)
+                .filter(|f| f.id.max_txid <= floor && f.id.max_txid <= merged_up)
+                .map(|f| f.id),
+        );
+    }
+    let covered = max_txid(level(1));
+    let files = level(0);
+    let newest = max_txid(files);
+    gone.extend(
+        files
+            .iter()
+            .filter(|f| f.id.max_txid < newest && f.id.max_txid <= covered)
+            .filter(|f| age(f) > l0_retention)
+            .map(|f| f.id),
+    );
+    gone
+}
+
+/// Which interval a time falls in: a level is compacted at most once per interval, on
+/// wall-clock boundaries as Litestream does (`now.Truncate(interval)`).
+pub(super) fn boundary(now: SystemTime, interval: Duration) -> u128 {
+    let ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    ms / interval.as_millis().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(level: u8, min: u64, max: u64, secs_ago: u64) -> ListedFile {
+        ListedFile {
+            id: LtxFileId {
+                level,
+                min_txid: Txid(min),
+                max_txid: Txid(max),
+            },
+            size: 100,
+            last_modified: now() - Duration::from_secs(secs_ago),
+        }
+    }
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    fn ids(files: &[ListedFile]) -> Vec<(u64, u64)> {
+        files
+            .iter()
+            .map(|f| (f.id.min_txid.get(), f.id.max_txid.get()))
+            .collect()
+    }
+
+    #[test]
+    fn a_level_takes_the_run_past_the_next_level() {
+        let l0: Vec<_> = (1..=9).map(|t| file(0, t, t, 0)).collect();
+        assert_eq!(ids(&to_compact(&l0, &[])).len(), 9);
+        let l1 = [file(1, 1, 5, 0)];
+        assert_eq!(ids(&to_compact(&l0, &l1)), [(6, 6), (7, 7), (8, 8), (9, 9)]);
+        // A gap ends the run: the files after it wait.
+        let gappy = [file(0, 6, 6, 0), file(0, 8, 8, 0)];
+        assert_eq!(ids(&to_compact(&gappy, &l1)), [(6, 6)]);
+        assert!(to_compact(&l0, &[file(1, 1, 9, 0)]).is_empty());
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_what_is_not_merged_up() {
+        let mut listing = Listing::new();
+        listing.insert(0, (1..=10).map(|t| file(0, t, t, 400 - t)).collect());
+        listing.insert(1, vec![file(1, 1, 4, 300), file(1, 5, 8, 200)]);
+        listing.insert(2, vec![file(2, 1, 4, 300)]);
+        listing.insert(
+            SNAPSHOT_LEVEL,
+            vec![file(9, 1, 3, 90_000), file(9, 1, 8, 100)],
+        );
+        let gone = to_delete(
+            &listing,
+            2,
+            now(),
+            Duration::from_secs(300),
+            Duration::from_secs(86_400),
+        );
+        let gone: Vec<_> = gone
+            .iter()
+            .map(|f| (f.level, f.min_txid.get(), f.max_txid.get()))
+            .collect();
+        // The old snapshot; level 1's 1-4 (below the kept snapshot, merged into level 2);
+        // level-0 files 1..=8 covered by level 1 and older than 5 min (1..=8 are 392..399
+        // s old... all older), never the newest; level 2 keeps its only file.
+        assert!(gone.contains(&(9, 1, 3)));
+        assert!(gone.contains(&(1, 1, 4)));
+        assert!(!gone.contains(&(1, 5, 8)), "newest of its level");
+        assert!(!gone.iter().any(|g| g.0 == 2));
+        let l0: Vec<_> = gone.iter().filter(|g| g.0 == 0).map(|g| g.1).collect();
+        assert_eq!(l0, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn young_level0_files_and_snapshots_stay() {
+        let mut listing = Listing::new();
+        listing.insert(0, (1..=4).map(|t| file(0, t, t, 10)).collect());
+        listing.insert(1, vec![file(1, 1, 4, 5)]);
+        listing.insert(SNAPSHOT_LEVEL, vec![file(9, 1, 2, 50), file(9, 1, 4, 5)]);
+        let gone = to_delete(
+            &listing,
+            1,
+            now(),
+            Duration::from_secs(300),
+            Duration::from_secs(3600),
+        );
+        assert!(gone.is_empty(), "{gone:?}");
+    }
+
+    #[test]
+    fn a_snapshot_is_due_after_its_interval_when_behind() {
+        let day = Duration::from_secs(86_400);
+        let started = now() - Duration::from_secs(10);
+        assert!(!snapshot_due(&[], Txid(5), now(), started, day));
+        assert!(snapshot_due(&[], Txid(5), now(), now() - day, day));
+        let old = [file(9, 1, 4, 90_000)];
+        assert!(snapshot_due(&old, Txid(5), now(), started, day));
+        assert!(!snapshot_due(&old, Txid(4), now(), started, day));
+        assert!(!snapshot_due(
+            &[file(9, 1, 4, 60)],
+            Txid(5),
+            now(),
+            started,
+            day
+        ));
+    }
+}

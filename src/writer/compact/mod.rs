@@ -1,0 +1,450 @@
+//! The writer keeps its replica short, as `litestream replicate` does: level 0 merged into
+//! level 1 every 30 s, 1 into 2 every 5 min, 2 into 3 every hour (`compaction=`), a full
+//! snapshot at level 9 daily (`snapshot_interval=`), level-0 files removed 5 min after a
+//! level-1 file covers them (`l0_retention=`), snapshots older than a day and what only
+//! they reach removed (`retention=`). So a reader's open (or `litestream restore`) reads a
+//! dozen files, not one per commit.
+//!
+//! It runs in a thread of the writer's process, off the commit path, and only while this
+//! process stored the replica's newest TXID (a writer that lost the replica to another
+//! stops). Every file it makes is created as a commit is, only if its name is free, in
+//! one request: a crash leaves the file whole or absent, and the next run redoes it.
+//! Nothing is deleted before the file that replaces it is stored; readers that planned on
+//! a deleted file plan again.
+
+mod ladder;
+mod merge;
+
+use crate::error::{Error, Result};
+use crate::ltx::Txid;
+use crate::replica::{CompactionConfig, LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot};
+use crate::store::ListedFile;
+use ladder::Listing;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The compaction of one replica in this process, shared by its writable connections.
+#[derive(Debug)]
+pub(crate) struct Compactor {
+    url: String,
+    config: CompactionConfig,
+    started: SystemTime,
+    holders: AtomicUsize,
+    state: Mutex<State>,
+}
+
+/// What the last runs did, for `PRAGMA ltx_compaction`.
+#[derive(Debug, Default)]
+struct State {
+    /// Per level of the ladder (index 0 is level 1), then the snapshot level.
+    last: Vec<Option<Run>>,
+    /// The wall-clock interval of each level's last run.
+    boundaries: Vec<Option<u128>>,
+    snapshot: Option<Run>,
+    /// The newest snapshot, as last listed or made.
+    newest_snapshot: Option<ListedFile>,
+    listed_snapshots: bool,
+    retention_at: Option<Instant>,
+    deleted: u64,
+    error: Option<String>,
+}
+
+/// One file made.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    at: SystemTime,
+    file: LtxFileId,
+    inputs: usize,
+    took: Duration,
+}
+
+type Registry = HashMap<String, Weak<Compactor>>;
+static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+
+/// The TXID each replica's writer in this process stored last.
+static STORED_HERE: Mutex<Option<HashMap<String, Txid>>> = Mutex::new(None);
+
+/// A commit or upload of this process stored `txid`.
+pub(crate) fn note_stored(url: &str, txid: Txid) {
+    let mut map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
+    map.get_or_insert_with(HashMap::new)
+        .insert(url.to_owned(), txid);
+}
+
+fn stored_here(url: &str) -> Option<Txid> {
+    let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
+    map.as_ref()?.get(url).copied()
+}
+
+impl Compactor {
+    /// The compaction of `replica`, started by its first writable connection; `None` with
+    /// `compaction=off`.
+    pub(crate) fn of(replica: &Arc<Replica>, config: &CompactionConfig) -> Option<Arc<Compactor>> {
+        if config.levels.is_empty() {
+            return None;
+        }
+        let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+        let map = registry.get_or_insert_with(HashMap::new);
+        map.retain(|_, c| c.strong_count() > 0);
+        let url = replica.url().to_owned();
+        if let Some(found) = map.get(&url).and_then(Weak::upgrade) {
+            found.holders.fetch_add(1, Ordering::AcqRel);
+            return Some(found);
+        }
+        let compactor = Arc::new(Compactor {
+            url: url.clone(),
+            config: config.clone(),
+            started: SystemTime::now(),
+            holders: AtomicUsize::new(1),
+            state: Mutex::new(State {
+                last: vec![None; config.levels.len()],
+                boundaries: vec![None; config.levels.len()],
+                ..State::default()
+            }),
+        });
+        let (me, weak_replica) = (Arc::downgrade(&compactor), Arc::downgrade(replica));
+        let tick = config
+            .levels
+            .iter()
+            .chain([&config.l0_retention])
+            .min()
+            .map_or(Duration::from_secs(1), |d| *d / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let spawned = std::thread::Builder::new()
+            .name("ltxvfs-compact".into())
+            .spawn(move || run_every(tick, me, weak_replica));
+        // Without its thread the writer still works; the replica just grows.
+        spawned.ok()?;
+        map.insert(url, Arc::downgrade(&compactor));
+        Some(compactor)
+    }
+
+    /// A writable connection is done with it; the thread stops after the last.
+    pub(crate) fn release(&self) {
+        self.holders.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One pass: the levels whose interval has turned, a snapshot if due, retention if due.
+    /// Makes no request when nothing is due, or when this process is not the writer of the
+    /// replica's newest TXID.
+    fn tick(&self, replica: &Replica) {
+        let now = SystemTime::now();
+        let current = replica.current().stored();
+        if stored_here(&self.url) != Some(current.txid) {
+            return;
+        }
+        // (index in the ladder, the interval it is in now), for each level due.
+        let due: Vec<(usize, u128)> = {
+            let state = self.state();
+            self.config
+                .levels
+                .iter()
+                .map(|interval| ladder::boundary(now, *interval))
+                .enumerate()
+                .filter(|(i, b)| state.boundaries.get(*i).copied().flatten() != Some(*b))
+                .collect()
+        };
+        let check_every = self
+            .config
+            .l0_retention
+            .min(self.config.retention)
+            .min(Duration::from_secs(15))
+            / 2;
+        let (snapshot_due, retention_due) = {
+            let state = self.state();
+            let snapshot_due = !state.listed_snapshots
+                || ladder::snapshot_due(
+                    state.newest_snapshot.as_slice(),
+                    current.txid,
+                    now,
+                    self.started,
+                    self.config.snapshot_interval,
+                );
+            let retention_due = state
+                .retention_at
+                .is_none_or(|t| t.elapsed() >= check_every);
+            (snapshot_due, retention_due)
+        };
+        if due.is_empty() && !snapshot_due && !retention_due {
+            return;
+        }
+        let outcome = self.pass(replica, &current, now, &due, snapshot_due, retention_due);
+        self.state().error = outcome.err().map(|e| e.to_string());
+    }
+
+    fn pass(
+        &self,
+        replica: &Replica,
+        current: &Snapshot,
+        now: SystemTime,
+        due: &[(usize, u128)],
+        snapshot_due: bool,
+        retention_due: bool,
+    ) -> Result<()> {
+        let top = self.config.levels.len() as u8;
+        let mut listing = self.list(replica, top)?;
+        for &(i, boundary) in due {
+            let level = i as u8 + 1;
+            let empty = Vec::new();
+            let src = listing.get(&(level - 1)).unwrap_or(&empty);
+            let dst = listing.get(&level).unwrap_or(&empty);
+            let inputs = ladder::to_compact(src, dst);
+            if !inputs.is_empty() {
+                let made = self.compact(replica, level, &inputs)?;
+                listing.entry(level).or_default().push(made);
+            }
+            let mut state = self.state();
+            if let Some(b) = state.boundaries.get_mut(i) {
+                *b = Some(boundary);
+            }
+        }
+        let snapshots = listing.get(&SNAPSHOT_LEVEL).cloned().unwrap_or_default();
+        {
+            let mut state = self.state();
+            state.listed_snapshots = true;
+            state.newest_snapshot = snapshots.iter().max_by_key(|f| f.id.max_txid).copied();
+        }
+        if snapshot_due
+            && ladder::snapshot_due(
+                &snapshots,
+                current.txid,
+                now,
+                self.started,
+                self.config.snapshot_interval,
+            )
+        {
+            let made = self.snapshot(replica, current)?;
+            listing.entry(SNAPSHOT_LEVEL).or_default().push(made);
+            self.state().newest_snapshot = Some(made);
+        }
+        if retention_due {
+            let gone = ladder::to_delete(
+                &listing,
+                top,
+                now,
+                self.config.l0_retention,
+                self.config.retention,
+            );
+            self.delete(replica, &gone)?;
+            let mut state = self.state();
+            state.retention_at = Some(Instant::now());
+            state.deleted += gone.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Every level of the ladder, level 0 and the snapshots.
+    fn list(&self, replica: &Replica, top: u8) -> Result<Listing> {
+        let store = replica.store().clone();
+        let task_store = store.clone();
+        let levels: Vec<u8> = (0..=top).chain([SNAPSHOT_LEVEL]).collect();
+        crate::fetch::bridged(
+            &store,
+            "listing the levels to compact",
+            async move {
+                let mut listing = Listing::new();
+                for level in levels {
+                    listing.insert(level, task_store.list_level(level).await?);
+                }
+                Ok(listing)
+            },
+            replica.timeout(),
+        )
+    }
+
+    /// Merges `inputs` (a run of the level below) into one file of `level`.
+    fn compact(&self, replica: &Replica, level: u8, inputs: &[ListedFile]) -> Result<ListedFile> {
+        let began = Instant::now();
+        let (first, last) = match (inputs.first(), inputs.last()) {
+            (Some(f), Some(l)) => (f.id, l.id),
+            _ => return Err(self.error("nothing to compact".into())),
+        };
+        let id = LtxFileId {
+            level,
+            min_txid: first.min_txid,
+            max_txid: last.max_txid,
+        };
+        let files: Vec<(LtxFileId, u64)> = inputs.iter().map(|f| (f.id, f.size)).collect();
+        let page_size = replica.current().page_size;
+        let (store, cache, buffer) = (
+            replica.store().clone(),
+            replica.cache_handle(),
+            self.config.buffer,
+        );
+        let task_store = store.clone();
+        let url = self.url.clone();
+        let bytes = crate::fetch::bridged(
+            &store,
+            &format!("compacting into {id}"),
+            async move {
+                let read =
+                    crate::replica::read_plan_files(&task_store, None, &files, Some(page_size))
+                        .await?;
+                let state = Snapshot::from_plan(page_size, read.files)
+                    .map_err(|(file, source)| Error::Corrupt { url, file, source })?;
+                merge::merge(
+                    &task_store,
+                    &cache,
+                    &state,
+                    id.min_txid,
+                    id.max_txid,
+                    buffer,
+                )
+                .await
+            },
+            replica.timeout() * 10,
+        )?;
+        let made = self.create(replica, id, bytes)?;
+        if let Some(last) = self.state().last.get_mut(usize::from(level) - 1) {
+            *last = Some(Run {
+                at: SystemTime::now(),
+                file: id,
+                inputs: inputs.len(),
+                took: began.elapsed(),
+            });
+        }
+        Ok(made)
+    }
+
+    /// A full snapshot of `current` at level 9, from the pages the cache has and large
+    /// ranges of the files that hold the rest.
+    fn snapshot(&self, replica: &Replica, current: &Snapshot) -> Result<ListedFile> {
+        let began = Instant::now();
+        let id = LtxFileId {
+            level: SNAPSHOT_LEVEL,
+            min_txid: Txid(1),
+            max_txid: current.txid,
+        };
+        let (store, cache, buffer) = (
+            replica.store().clone(),
+            replica.cache_handle(),
+            self.config.buffer,
+        );
+        let task_store = store.clone();
+        let state = current.clone();
+        let bytes = crate::fetch::bridged(
+            &store,
+            &format!("writing the snapshot {id}"),
+            async move {
+                merge::merge(
+                    &task_store,
+                    &cache,
+                    &state,
+                    id.min_txid,
+                    id.max_txid,
+                    buffer,
+                )
+                .await
+            },
+            replica.timeout() * 10,
+        )?;
+        let made = self.create(replica, id, bytes)?;
+        self.state().snapshot = Some(Run {
+            at: SystemTime::now(),
+            file: id,
+            inputs: current.file_count(),
+            took: began.elapsed(),
+        });
+        Ok(made)
+    }
+
+    /// Creates `id` if its name is free. Taken already (an earlier run of this or another
+    /// writer, from the same inputs): it is there, which is all that matters.
+    fn create(&self, replica: &Replica, id: LtxFileId, bytes: Vec<u8>) -> Result<ListedFile> {
+        let size = bytes.len() as u64;
+        super::commit::create_or_taken(replica, id, bytes.into())?;
+        Ok(ListedFile {
+            id,
+            size,
+            last_modified: SystemTime::now(),
+        })
+    }
+
+    fn delete(&self, replica: &Replica, gone: &[LtxFileId]) -> Result<()> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let store = replica.store().clone();
+        let task_store = store.clone();
+        let gone = gone.to_vec();
+        crate::fetch::bridged(
+            &store,
+            "deleting compacted files",
+            async move {
+                for id in gone {
+                    task_store.delete_ltx(&id).await?;
+                }
+                Ok(())
+            },
+            replica.timeout() * 4,
+        )
+    }
+
+    fn error(&self, detail: String) -> Error {
+        Error::Write {
+            url: self.url.clone(),
+            detail,
+        }
+    }
+
+    /// `PRAGMA ltx_compaction`: JSON, the last file made per level, the last snapshot, how
+    /// many files retention removed, and the last error.
+    pub(crate) fn report(&self) -> String {
+        let state = self.state();
+        let run = |r: &Option<Run>| match r {
+            None => "null".to_string(),
+            Some(r) => format!(
+                "{{\"at\":\"{}\",\"file\":\"{}\",\"inputs\":{},\"took_ms\":{}}}",
+                humantime::format_rfc3339_millis(r.at),
+                r.file.file_name(),
+                r.inputs,
+                r.took.as_millis()
+            ),
+        };
+        let levels: Vec<String> = self
+            .config
+            .levels
+            .iter()
+            .zip(&state.last)
+            .enumerate()
+            .map(|(i, (interval, last))| {
+                format!(
+                    "{{\"level\":{},\"interval\":\"{}\",\"last\":{}}}",
+                    i + 1,
+                    humantime::format_duration(*interval),
+                    run(last)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"levels\":[{}],\"snapshot\":{},\"deleted\":{},\"error\":{}}}",
+            levels.join(","),
+            run(&state.snapshot),
+            state.deleted,
+            state
+                .error
+                .as_ref()
+                .map_or("null".to_string(), |e| format!("{e:?}"))
+        )
+    }
+}
+
+/// Every `tick`, a pass; stops when the replica's last writable connection has gone.
+fn run_every(tick: Duration, me: Weak<Compactor>, replica: Weak<Replica>) {
+    loop {
+        std::thread::sleep(tick);
+        let (Some(compactor), Some(replica)) = (me.upgrade(), replica.upgrade()) else {
+            return;
+        };
+        if compactor.holders.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        compactor.tick(&replica);
+    }
+}

@@ -1,0 +1,148 @@
+//! The writer keeps its replica short (issue #15): levels compacted on short intervals,
+//! snapshots, retention. A cold reader's plan stays at a few files, `litestream restore`
+//! reads what the writer wrote, and old files go.
+
+use ltxvfs_sqlite_tests::{Target, WriteTarget, open_replica, open_writer, stat};
+use rusqlite::Connection;
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+/// Intervals short enough for a test: level 1 every 1 s, 2 every 3 s, 3 every 9 s, a
+/// snapshot every 4 s kept for 5 s, level-0 files kept 2 s after level 1 covers them.
+const LADDER: &str =
+    "&compaction=1s,3s,9s&snapshot_interval=4s&l0_retention=2s&retention=5s&compaction_buffer=1MiB";
+
+fn rows(c: &Connection) -> (i64, i64) {
+    c.query_row(
+        "SELECT count(*), coalesce(sum(length(v)), 0) FROM t",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// How many files a cold reader's plan takes (another spelling of the URL: a replica of
+/// its own in this process).
+fn cold_plan_files(url: &str) -> u64 {
+    let other = url.replacen("file://", "file://localhost", 1);
+    let r = open_replica(&other, "&poll=0").unwrap();
+    r.query_row("SELECT count(*) FROM t", [], |x| x.get::<_, i64>(0))
+        .unwrap();
+    stat(&r, "files")
+}
+
+#[test]
+fn a_writer_keeps_its_replica_short() {
+    let t = WriteTarget::new("compaction-short", Target::File);
+    let w = open_writer(&t.url, LADDER).unwrap();
+    w.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB); CREATE INDEX tv ON t(v);")
+        .unwrap();
+    let started = Instant::now();
+    let mut commits = 1;
+    while started.elapsed() < Duration::from_secs(12) {
+        let len = 50 + (commits * 37) % 3000;
+        w.execute("INSERT INTO t(v) VALUES (randomblob(?1))", [len as i64])
+            .unwrap();
+        if commits % 50 == 0 {
+            w.execute("DELETE FROM t WHERE id % 7 = 0", []).unwrap();
+        }
+        commits += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the ladder and retention catch up with the last commits.
+    std::thread::sleep(Duration::from_secs(6));
+    let report: String = w
+        .query_row("PRAGMA ltx_compaction", [], |x| x.get(0))
+        .unwrap();
+    assert!(
+        report.contains("\"level\":1") && report.contains("\"error\":null"),
+        "{report}"
+    );
+    assert!(!report.contains("\"snapshot\":null"), "{report}");
+
+    let level0 = t.level0_txids();
+    assert!(
+        level0.len() < commits / 4,
+        "{} level-0 files left of {commits} commits",
+        level0.len()
+    );
+    let plan = cold_plan_files(&t.url);
+    assert!(
+        plan <= 8,
+        "a cold reader's plan takes {plan} files: {report}"
+    );
+
+    let ours = rows(&w);
+    t.restore();
+    let restored = Connection::open(t.dir.join("restored.db")).unwrap();
+    assert_eq!(rows(&restored), ours);
+    let ok: String = restored
+        .query_row("PRAGMA integrity_check", [], |x| x.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let snapshots = std::fs::read_dir(t.dir.join("replica/ltx/9"))
+        .unwrap()
+        .count();
+    assert!((1..=3).contains(&snapshots), "{snapshots} snapshots kept");
+}
+
+/// A writer process SIGKILLed again and again while its ladder runs every few hundred
+/// milliseconds (so some kills land mid-compaction or mid-snapshot): each restart goes on,
+/// nothing acknowledged is lost, and the replica converges to a short plan.
+#[test]
+fn a_writer_killed_while_compacting_leaves_a_readable_replica() {
+    let t = WriteTarget::new("compaction-sigkill", Target::File);
+    let fast = "&compaction=200ms,600ms&snapshot_interval=800ms&l0_retention=300ms&retention=2s";
+    open_writer(&t.url, fast)
+        .unwrap()
+        .execute_batch(
+            "BEGIN; CREATE TABLE t(tag TEXT, n INTEGER);
+             CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0); COMMIT;",
+        )
+        .unwrap();
+    let mut acked: Vec<(String, i64)> = Vec::new();
+    for round in 0..4 {
+        let tag = format!("k{round}");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltx_writer"))
+            .args([&t.url, &tag, "100000", fast])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let until = Instant::now() + Duration::from_millis(900 + 250 * round);
+        while Instant::now() < until {
+            let line = lines.next().unwrap().unwrap();
+            if let Some(seq) = line.strip_prefix("ok ") {
+                acked.push((tag.clone(), seq.parse().unwrap()));
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for line in lines.map_while(Result::ok) {
+            if let Some(seq) = line.strip_prefix("ok ") {
+                acked.push((tag.clone(), seq.parse().unwrap()));
+            }
+        }
+        // Between kills, a cold reader reads the replica whole.
+        let other = t.url.replacen("file://", "file://localhost", 1);
+        let r = open_replica(&other, "&poll=0").unwrap();
+        let ok: String = r
+            .query_row("PRAGMA integrity_check", [], |x| x.get(0))
+            .unwrap();
+        assert_eq!(ok, "ok", "after kill {round}");
+    }
+    let w = open_writer(&t.url, fast).unwrap();
+    w.execute("INSERT INTO t VALUES ('after', 0)", []).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let report: String = w
+        .query_row("PRAGMA ltx_compaction", [], |x| x.get(0))
+        .unwrap();
+    let plan = cold_plan_files(&t.url);
+    assert!(plan <= 6, "plan of {plan} files: {report}");
+    drop(w);
+    let rows = t.restored_rows();
+    for a in &acked {
+        assert_eq!(rows.get(a), Some(&1), "acknowledged {a:?}");
+    }
+    assert!(acked.len() > 100, "{} commits", acked.len());
+}
