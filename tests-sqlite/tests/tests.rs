@@ -38,6 +38,8 @@ mod time_travel;
 mod warm;
 #[path = "it/write.rs"]
 mod write;
+#[path = "it/write_backends.rs"]
+mod write_backends;
 #[path = "it/write_buffered.rs"]
 mod write_buffered;
 #[path = "it/write_faults.rs"]

@@ -159,7 +159,7 @@ fn one_writer_on_s3_matches_its_shadow() {
 /// Two writer processes race on one replica, each retrying a refused COMMIT: every
 /// acknowledged commit is in the restored database exactly once, nothing else is, and the
 /// TXIDs run 1, 2, 3, ... one file per stored commit.
-fn two_writer_processes_race(name: &str, target: Target, each: u32) {
+pub(crate) fn two_writer_processes_race(name: &str, target: Target, each: u32) {
     let t = WriteTarget::new(name, target);
     {
         let w = open_writer(&t.url, "").unwrap();
