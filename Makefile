@@ -136,7 +136,7 @@ fuzz:
 BENCH_TENANTS ?= 50
 BENCH_SCALE_GB ?= 1
 bench: build
-	INSTALL_BENCH=1 PYTHON=$(PYTHON) scripts/install-tools.sh $(TOOLS)
+	PYTHON=$(PYTHON) scripts/install-tools.sh $(TOOLS)
 	$(TOOLS)/moto/bin/python bench/bench.py --root . --out bench/results.json $(BENCH_ARGS)
 	$(TOOLS)/moto/bin/python bench/tenants.py --root . --n $(BENCH_TENANTS) --out bench/results-tenants.json
 	$(TOOLS)/moto/bin/python bench/scale.py --root . --sizes-gb $(BENCH_SCALE_GB) --out bench/results-scale.json

