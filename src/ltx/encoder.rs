@@ -3,10 +3,12 @@
 
 use super::frame::{Encoding, PAGE_HEADER_SIZE, encode_frame};
 use super::header::{HEADER_SIZE, Trailer};
-use super::index::{IndexEntry, PageIndex};
+use super::reader::put_uvarint;
 use super::{CHECKSUM_FLAG, Error, FileHasher, Header, Pgno, page_checksum};
 
-/// Builds one LTX file in memory.
+/// Builds one LTX file, in memory or streamed: [`Encoder::drain`] hands out the bytes
+/// written so far, so a large file never needs to be held whole (only its index, about
+/// 7 bytes a page).
 ///
 /// Pages must be added in strictly ascending order, within the header's commit, never the
 /// lock page; a snapshot (min TXID 1) needs every page 1..=commit.
@@ -15,8 +17,12 @@ pub struct Encoder {
     header: Header,
     encoding: Encoding,
     out: Vec<u8>,
+    /// Bytes handed out by `drain` before `out`.
+    drained: u64,
     hasher: FileHasher,
-    entries: Vec<IndexEntry>,
+    /// The page index as it grows (entries, uvarint-encoded).
+    index: Vec<u8>,
+    last: Option<Pgno>,
     db_checksum: u64,
     post_apply_checksum: Option<u64>,
 }
@@ -34,8 +40,10 @@ impl Encoder {
             header,
             encoding,
             out,
+            drained: 0,
             hasher,
-            entries: Vec::new(),
+            index: Vec::new(),
+            last: None,
             db_checksum: CHECKSUM_FLAG,
             post_apply_checksum: None,
         })
@@ -54,7 +62,7 @@ impl Encoder {
     pub fn add_page(&mut self, pgno: Pgno, data: &[u8]) -> Result<(), Error> {
         let h = &self.header;
         let lock_page = h.page_size.lock_page();
-        let prev = self.entries.last().map(|e| e.pgno);
+        let prev = self.last;
         let fail = |msg: String| Err(Error::Encode(format!("page {pgno}: {msg}")));
         if data.len() != h.page_size.as_usize() {
             return fail(format!(
@@ -91,15 +99,30 @@ impl Encoder {
         self.hasher
             .update(self.out.get(start..start + prefix).unwrap_or_default());
         self.hasher.update(data);
-        self.entries.push(IndexEntry {
-            pgno,
-            offset: start as u64,
-            size: (self.out.len() - start) as u64,
-        });
+        put_uvarint(&mut self.index, u64::from(pgno.get()));
+        put_uvarint(&mut self.index, self.drained + start as u64);
+        put_uvarint(&mut self.index, (self.out.len() - start) as u64);
+        self.last = Some(pgno);
         Ok(())
     }
 
-    /// Writes the terminator, index and trailer and returns the file's bytes.
+    /// The bytes written since the last drain (the file is their concatenation, then what
+    /// [`Encoder::finish`] returns).
+    pub fn drain(&mut self) -> Vec<u8> {
+        // The next piece will be as large: allocate it once rather than grow it.
+        let next = Vec::with_capacity(self.out.capacity());
+        let out = std::mem::replace(&mut self.out, next);
+        self.drained += out.len() as u64;
+        out
+    }
+
+    /// How many bytes wait for the next [`Encoder::drain`].
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Writes the terminator, index and trailer and returns the file's bytes (those not
+    /// drained before).
     ///
     /// # Errors
     /// [`Error::Encode`] if a snapshot is missing pages or a file with checksums has no
@@ -107,7 +130,7 @@ impl Encoder {
     pub fn finish(mut self) -> Result<Vec<u8>, Error> {
         let h = &self.header;
         if h.is_snapshot() {
-            let mut want = self.entries.last().map_or(1, |e| e.pgno.get() + 1);
+            let mut want = self.last.map_or(1, |p| p.get() + 1);
             if want == h.page_size.lock_page().get() {
                 want += 1;
             }
@@ -129,7 +152,10 @@ impl Encoder {
         self.out.extend_from_slice(&[0u8; PAGE_HEADER_SIZE]);
         self.hasher.update(&[0u8; PAGE_HEADER_SIZE]);
         let index_start = self.out.len();
-        PageIndex::from_entries(&std::mem::take(&mut self.entries)).encode(&mut self.out);
+        put_uvarint(&mut self.index, 0);
+        self.out.extend_from_slice(&self.index);
+        self.out
+            .extend_from_slice(&(self.index.len() as u64).to_be_bytes());
         self.hasher
             .update(self.out.get(index_start..).unwrap_or_default());
         self.hasher.update(&post_apply_checksum.to_be_bytes());
@@ -139,5 +165,40 @@ impl Encoder {
         };
         self.out.extend_from_slice(&trailer.encode());
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ltx::{Encoding, PageSize, Txid, decode_file};
+
+    /// A file streamed out in pieces is the same file, byte for byte, and decodes.
+    #[test]
+    fn a_drained_file_is_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let ps = PageSize::new(1024).ok_or("page size")?;
+        let build = |drain_every: usize| -> Result<Vec<u8>, Error> {
+            let mut enc = Encoder::new(Header::new(ps, 300, Txid(1), Txid(7)), Encoding::Block)?;
+            let mut file = Vec::new();
+            for p in (1..=300).filter_map(Pgno::new) {
+                let page: Vec<u8> = (0..1024).map(|i| (i * p.get() as usize) as u8).collect();
+                enc.add_page(p, &page)?;
+                if drain_every > 0 && (p.get() as usize).is_multiple_of(drain_every) {
+                    file.extend(enc.drain());
+                }
+            }
+            file.extend(enc.finish()?);
+            Ok(file)
+        };
+        let whole = build(0)?;
+        assert_eq!(build(7)?, whole);
+        assert_eq!(build(1)?, whole);
+        let mut pages = 0;
+        decode_file(&whole, |_, _| {
+            pages += 1;
+            Ok(())
+        })?;
+        assert_eq!(pages, 300);
+        Ok(())
     }
 }

@@ -6,7 +6,9 @@
 use super::frame::{PAGE_HEADER_SIZE, max_frame_size};
 use super::header::{HEADER_SIZE, TRAILER_SIZE};
 use super::index_decoder::IndexDecoder;
-use super::reader::{Reader, put_uvarint};
+use super::reader::Reader;
+#[cfg(test)]
+use super::reader::put_uvarint;
 use super::{Error, Header, Pgno};
 use bytes::Bytes;
 
@@ -216,7 +218,8 @@ impl PageIndex {
         Ok(())
     }
 
-    /// Builds an index from entries in ascending pgno order (the encoder's).
+    /// Builds an index from entries in ascending pgno order.
+    #[cfg(test)]
     pub(crate) fn from_entries(entries: &[IndexEntry]) -> PageIndex {
         let mut out = Vec::new();
         for e in entries {
@@ -229,11 +232,5 @@ impl PageIndex {
             bytes: out.into(),
             len: entries.len(),
         }
-    }
-
-    /// Appends the entries, the terminator and the `u64` size field.
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.bytes);
-        out.extend_from_slice(&(self.bytes.len() as u64).to_be_bytes());
     }
 }

@@ -6,7 +6,7 @@
 use super::http::SharedConnector;
 use super::location::Location;
 use crate::error::{Error, Result};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, S3CopyIfNotExists};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::{
@@ -97,7 +97,11 @@ pub(crate) fn build(
                 .with_bucket_name(bucket)
                 .with_virtual_hosted_style_request(!force_path_style)
                 .with_client_options(client_options(timeout, *skip_verify))
-                .with_retry(retry(timeout));
+                .with_retry(retry(timeout))
+                // A file too large to hold whole is uploaded in parts under another name,
+                // then copied to its own only if that is free (If-None-Match on the copy's
+                // completion): the conditional create of large files.
+                .with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
             // Litestream's own credential names, when the AWS ones are absent.
             if env("AWS_ACCESS_KEY_ID").is_none()
                 && let (Some(id), Some(secret)) = (

@@ -240,6 +240,30 @@ impl Store {
         }
     }
 
+    /// Starts creating `id` from parts, for a file too large to hold whole (a snapshot):
+    /// they go to a temporary name beside it (which listings skip), and
+    /// [`LargeCreate::finish`] copies that to `id` only if the name is free.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the upload cannot begin.
+    pub async fn begin_large(&self, id: &LtxFileId) -> Result<LargeCreate> {
+        let target = self.file_path(id);
+        let temporary = Path::from(format!("{target}.part"));
+        let upload = self
+            .client()?
+            .put_multipart(&temporary)
+            .await
+            .map_err(|e| self.io_error(format!("starting to upload {id}"), e))?;
+        Ok(LargeCreate {
+            store: self.clone(),
+            id: *id,
+            upload: object_store::WriteMultipart::new(upload),
+            temporary,
+            target,
+            written: 0,
+        })
+    }
+
     /// Deletes an LTX file (compaction and retention, by the writer). A file already gone
     /// is not an error.
     ///
@@ -283,6 +307,78 @@ impl Store {
             what: what(),
             detail: format!("the store sent {got} of {asked} bytes, {ATTEMPTS} times"),
         })
+    }
+}
+
+/// An LTX file being created from parts (see [`Store::begin_large`]).
+pub struct LargeCreate {
+    store: Store,
+    id: LtxFileId,
+    upload: object_store::WriteMultipart,
+    temporary: Path,
+    target: Path,
+    written: u64,
+}
+
+impl std::fmt::Debug for LargeCreate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LargeCreate")
+            .field("id", &self.id)
+            .field("temporary", &self.temporary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LargeCreate {
+    /// The parts in flight at once: an upload holds about this many parts of 5 MiB, and
+    /// the one being filled.
+    const IN_FLIGHT: usize = 1;
+
+    /// Adds the next bytes of the file, waiting while too many parts are in flight.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a part failed to upload.
+    pub async fn write(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.written += bytes.len() as u64;
+        self.upload.put(bytes.into());
+        let id = self.id;
+        self.upload
+            .wait_for_capacity(Self::IN_FLIGHT)
+            .await
+            .map_err(|e| self.store.io_error(format!("uploading {id}"), e))
+    }
+
+    /// The bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the upload and gives the file its name if the name is free: `Ok(true)`
+    /// created, `Ok(false)` taken. The temporary object is removed either way.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the upload or the copy failed (the file may or may not exist).
+    pub async fn finish(self) -> Result<bool> {
+        let LargeCreate {
+            store,
+            id,
+            upload,
+            temporary,
+            target,
+            ..
+        } = self;
+        upload
+            .finish()
+            .await
+            .map_err(|e| store.io_error(format!("uploading {id}"), e))?;
+        let client = store.client()?;
+        let copied = client.copy_if_not_exists(&temporary, &target).await;
+        let _ = client.delete(&temporary).await;
+        match copied {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store.io_error(format!("creating {id}"), e)),
+        }
     }
 }
 

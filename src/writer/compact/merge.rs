@@ -3,13 +3,14 @@
 //!
 //! Pages come from the cache when it has them; the rest are fetched as runs of adjacent
 //! frames of one file, each run at most a slice of the buffer, a few at a time, so the
-//! frames held at once stay within the buffer whatever the database's size.
+//! frames held at once stay within the buffer whatever the database's size. A large file
+//! goes to the store in parts as it is made, so it is never held whole either.
 
 use crate::cache::{PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Encoder, Encoding, Header, Pgno, Txid};
 use crate::replica::{LtxFileId, Snapshot};
-use crate::store::Store;
+use crate::store::{LargeCreate, Store};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use std::sync::Arc;
 const IN_FLIGHT: u64 = 4;
 /// The largest run: larger ranges gain little per request.
 const RUN_MAX: u64 = 8 << 20;
+/// An upload's part (S3's smallest but the last).
+const PART: usize = 5 << 20;
 
 /// Pages to add, in page order: known already, or a run of frames to fetch.
 enum Step {
@@ -30,20 +33,31 @@ enum Step {
     },
 }
 
+/// What [`merge`] made.
+pub(super) enum Merged {
+    /// The file's bytes, to store.
+    Whole(Vec<u8>),
+    /// Streamed to the store as it was made (created, or the name was taken by an earlier
+    /// run): its size.
+    Created(u64),
+}
+
 /// The LTX file for TXIDs `min..=max` holding every page `state` maps (its newest copy),
-/// with `state`'s commit and time.
+/// with `state`'s commit and time: whole in memory, or, given `upload`, streamed to the
+/// store in parts as it is made.
 ///
 /// # Errors
 /// As [`Store::get_range`]; [`Error::Corrupt`] for a frame that does not decode;
-/// [`Error::Write`] if the pages cannot form the file (a snapshot missing a page).
+/// [`Error::Write`] if the pages cannot form the file (a snapshot missing a page); the
+/// upload's errors.
 pub(super) async fn merge(
     store: &Store,
     cache: &PageCache,
     state: &Snapshot,
-    min: Txid,
-    max: Txid,
+    (min, max): (Txid, Txid),
     buffer: u64,
-) -> Result<Vec<u8>> {
+    mut upload: Option<LargeCreate>,
+) -> Result<Merged> {
     let url = store.url().to_owned();
     let encode_error = |e: ltx::Error| Error::Write {
         url: url.clone(),
@@ -61,8 +75,22 @@ pub(super) async fn merge(
         for (pgno, data) in batch {
             encoder.add_page(pgno, &data).map_err(encode_error)?;
         }
+        if let Some(upload) = upload.as_mut()
+            && encoder.pending() >= PART
+        {
+            upload.write(encoder.drain()).await?;
+        }
     }
-    encoder.finish().map_err(encode_error)
+    let tail = encoder.finish().map_err(encode_error)?;
+    match upload {
+        None => Ok(Merged::Whole(tail)),
+        Some(mut upload) => {
+            upload.write(tail).await?;
+            let size = upload.written();
+            upload.finish().await?;
+            Ok(Merged::Created(size))
+        }
+    }
 }
 
 /// The steps for `state`'s pages, made as they are asked for (never all at once).

@@ -20,6 +20,7 @@ use crate::ltx::Txid;
 use crate::replica::{CompactionConfig, LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot};
 use crate::store::ListedFile;
 use ladder::Listing;
+use merge::Merged;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -272,35 +273,16 @@ impl Compactor {
         };
         let files: Vec<(LtxFileId, u64)> = inputs.iter().map(|f| (f.id, f.size)).collect();
         let page_size = replica.current().page_size;
-        let (store, cache, buffer) = (
-            replica.store().clone(),
-            replica.cache_handle(),
-            self.config.buffer,
-        );
-        let task_store = store.clone();
-        let url = self.url.clone();
-        let bytes = crate::fetch::bridged(
-            &store,
-            &format!("compacting into {id}"),
-            async move {
+        let (task_store, url) = (replica.store().clone(), self.url.clone());
+        let size = inputs.iter().map(|f| f.size).sum::<u64>();
+        let made =
+            self.write_merged(replica, id, size, async move {
                 let read =
                     crate::replica::read_plan_files(&task_store, None, &files, Some(page_size))
                         .await?;
-                let state = Snapshot::from_plan(page_size, read.files)
-                    .map_err(|(file, source)| Error::Corrupt { url, file, source })?;
-                merge::merge(
-                    &task_store,
-                    &cache,
-                    &state,
-                    id.min_txid,
-                    id.max_txid,
-                    buffer,
-                )
-                .await
-            },
-            replica.timeout() * 10,
-        )?;
-        let made = self.create(replica, id, bytes)?;
+                Snapshot::from_plan(page_size, read.files)
+                    .map_err(|(file, source)| Error::Corrupt { url, file, source })
+            })?;
         if let Some(last) = self.state().last.get_mut(usize::from(level) - 1) {
             *last = Some(Run {
                 at: SystemTime::now(),
@@ -321,30 +303,9 @@ impl Compactor {
             min_txid: Txid(1),
             max_txid: current.txid,
         };
-        let (store, cache, buffer) = (
-            replica.store().clone(),
-            replica.cache_handle(),
-            self.config.buffer,
-        );
-        let task_store = store.clone();
         let state = current.clone();
-        let bytes = crate::fetch::bridged(
-            &store,
-            &format!("writing the snapshot {id}"),
-            async move {
-                merge::merge(
-                    &task_store,
-                    &cache,
-                    &state,
-                    id.min_txid,
-                    id.max_txid,
-                    buffer,
-                )
-                .await
-            },
-            replica.timeout() * 10,
-        )?;
-        let made = self.create(replica, id, bytes)?;
+        let made =
+            self.write_merged(replica, id, current.size_bytes(), async move { Ok(state) })?;
         self.state().snapshot = Some(Run {
             at: SystemTime::now(),
             file: id,
@@ -354,11 +315,50 @@ impl Compactor {
         Ok(made)
     }
 
+    /// Writes `id` from the page map `state` resolves to: made whole in memory and stored,
+    /// or, when `size` (of its inputs) exceeds the buffer, streamed to the store in parts.
+    fn write_merged(
+        &self,
+        replica: &Replica,
+        id: LtxFileId,
+        size: u64,
+        state: impl std::future::Future<Output = Result<Snapshot>> + Send + 'static,
+    ) -> Result<ListedFile> {
+        let (store, cache, buffer) = (
+            replica.store().clone(),
+            replica.cache_handle(),
+            self.config.buffer,
+        );
+        let task_store = store.clone();
+        let merged = crate::fetch::bridged(
+            &store,
+            &format!("writing {id}"),
+            async move {
+                let state = state.await?;
+                let upload = match size > buffer {
+                    true => Some(task_store.begin_large(&id).await?),
+                    false => None,
+                };
+                let span = (id.min_txid, id.max_txid);
+                merge::merge(&task_store, &cache, &state, span, buffer, upload).await
+            },
+            // The store's timeout per request, and at least 4 MiB/s for a large file.
+            replica.timeout() * 10 + Duration::from_secs(size >> 22),
+        )?;
+        self.create(replica, id, merged)
+    }
+
     /// Creates `id` if its name is free. Taken already (an earlier run of this or another
     /// writer, from the same inputs): it is there, which is all that matters.
-    fn create(&self, replica: &Replica, id: LtxFileId, bytes: Vec<u8>) -> Result<ListedFile> {
-        let size = bytes.len() as u64;
-        super::commit::create_or_taken(replica, id, bytes.into())?;
+    fn create(&self, replica: &Replica, id: LtxFileId, merged: Merged) -> Result<ListedFile> {
+        let size = match merged {
+            Merged::Whole(bytes) => {
+                let size = bytes.len() as u64;
+                super::commit::create_or_taken(replica, id, bytes.into())?;
+                size
+            }
+            Merged::Created(size) => size,
+        };
         Ok(ListedFile {
             id,
             size,

@@ -146,3 +146,55 @@ fn a_writer_killed_while_compacting_leaves_a_readable_replica() {
     }
     assert!(acked.len() > 100, "{} commits", acked.len());
 }
+
+/// A database 100 times the compaction buffer: its snapshot is streamed to the store in
+/// parts, the process's peak memory grows by far less than the database, and
+/// `litestream restore` reads the replica from the snapshot.
+fn a_large_snapshot_stays_within_bounds(name: &str, target: Target) {
+    let t = WriteTarget::new(name, target);
+    let w = open_writer(&t.url, "&compaction=off").unwrap();
+    w.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    for _ in 0..100 {
+        w.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
+             INSERT INTO t(v) SELECT randomblob(4000) FROM n;",
+        )
+        .unwrap();
+    }
+    let ours = rows(&w);
+    drop(w);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ltx_snapshot"))
+        .args([
+            &t.url,
+            "&compaction=1h&snapshot_interval=1s&compaction_buffer=1MiB&cache_size=4MiB",
+        ])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{line} {}", String::from_utf8_lossy(&out.stderr));
+    let field = |name: &str| -> u64 {
+        let at = line.find(name).unwrap() + name.len() + 1;
+        line[at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let grew_mib = (field("hwm_kib") - field("rss_kib")) / 1024;
+    assert!(
+        line.contains("\"snapshot\":{") && line.contains("\"error\":null"),
+        "{line}"
+    );
+    // The buffer, and a few upload parts of 5 MiB (S3's smallest).
+    assert!(grew_mib < 40, "the snapshot of ~103 MiB took {grew_mib} MiB more: {line}");
+    t.restore();
+    let restored = Connection::open(t.dir.join("restored.db")).unwrap();
+    assert_eq!(rows(&restored), ours);
+}
+
+#[test]
+fn a_large_snapshot_on_file_stays_within_bounds() {
+    a_large_snapshot_stays_within_bounds("compaction-large-file", Target::File);
+}
+
+#[test]
+fn a_large_snapshot_on_s3_stays_within_bounds() {
+    a_large_snapshot_stays_within_bounds("compaction-large-s3", Target::S3);
+}
