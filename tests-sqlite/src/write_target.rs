@@ -108,6 +108,16 @@ impl WriteTarget {
 
     /// The real `litestream restore` (0.5.17) of the newest state, as a file's bytes.
     pub fn restore(&self) -> Vec<u8> {
+        self.restore_with(&[])
+    }
+
+    /// The real `litestream restore -txid` of the state at `txid`, as a file's bytes (also
+    /// left at `restored.db`).
+    pub fn restore_at(&self, txid: u64) -> Vec<u8> {
+        self.restore_with(&["-txid", &format!("{txid:016x}")])
+    }
+
+    fn restore_with(&self, args: &[&str]) -> Vec<u8> {
         let config = self.dir.join("restore.yml");
         let db_path = self.dir.join("primary.db");
         std::fs::write(
@@ -124,7 +134,9 @@ impl WriteTarget {
         let output = Command::new(util::litestream_bin("0.5.17"))
             .env_remove("AWS_CA_BUNDLE")
             .envs(self.litestream_env.iter().cloned())
-            .args(["restore", "-config"])
+            .args(["restore"])
+            .args(args)
+            .arg("-config")
             .arg(&config)
             .arg("-o")
             .arg(&out)
@@ -326,4 +338,40 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8(out).unwrap()
+}
+
+/// Litestream's own VFS (PyPI litestream-vfs 0.5.17, installed by `make tools`), as
+/// `load_extension` takes it.
+pub fn litestream_vfs_lib() -> PathBuf {
+    let lib = util::repo_dir()
+        .join(".tools/litestream-vfs/lib/python3.11/site-packages/litestream_vfs/litestream-vfs");
+    assert!(
+        lib.with_extension("so").is_file(),
+        "Litestream's VFS is not installed at {}: `make tools` installs it",
+        lib.display()
+    );
+    lib
+}
+
+/// The first row of `sql` as Litestream's VFS reads it from the replica at `url` (in
+/// /usr/bin/python3, which can load extensions), its columns joined by `|`.
+pub fn litestream_vfs_row(url: &str, sql: &str) -> String {
+    const SCRIPT: &str = "import sqlite3, sys
+c = sqlite3.connect(':memory:'); c.enable_load_extension(True); c.load_extension(sys.argv[1])
+db = sqlite3.connect('file:app.db?vfs=litestream', uri=True)
+print('|'.join(str(v) for v in db.execute(sys.argv[2]).fetchone()))";
+    let output = Command::new("/usr/bin/python3")
+        .env_remove("AWS_CA_BUNDLE")
+        .env("LITESTREAM_REPLICA_URL", url)
+        .args(["-c", SCRIPT])
+        .arg(litestream_vfs_lib())
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "Litestream's VFS: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }

@@ -2,7 +2,9 @@
 //! snapshots, retention. A cold reader's plan stays at a few files, `litestream restore`
 //! reads what the writer wrote, and old files go.
 
-use ltxvfs_sqlite_tests::{Target, WriteTarget, open_replica, open_writer, stat};
+use ltxvfs_sqlite_tests::{
+    Target, WriteTarget, litestream_vfs_row, open_replica, open_writer, stat,
+};
 use rusqlite::Connection;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -39,7 +41,18 @@ fn a_writer_keeps_its_replica_short() {
         .unwrap();
     let started = Instant::now();
     let mut commits = 1;
+    let mut checked = 0;
     while started.elapsed() < Duration::from_secs(12) {
+        if started.elapsed() > Duration::from_secs(3 + 3 * checked) {
+            // While the ladder runs: `litestream restore` of the state at this TXID (its
+            // level-0 file is still there) equals the writer's.
+            checked += 1;
+            let txid: String = w.query_row("PRAGMA ltx_txid", [], |x| x.get(0)).unwrap();
+            let txid = u64::from_str_radix(&txid, 16).unwrap();
+            t.restore_at(txid);
+            let restored = Connection::open(t.dir.join("restored.db")).unwrap();
+            assert_eq!(rows(&restored), rows(&w), "at TXID {txid}");
+        }
         let len = 50 + (commits * 37) % 3000;
         w.execute("INSERT INTO t(v) VALUES (randomblob(?1))", [len as i64])
             .unwrap();
@@ -84,6 +97,10 @@ fn a_writer_keeps_its_replica_short() {
         .unwrap()
         .count();
     assert!((1..=3).contains(&snapshots), "{snapshots} snapshots kept");
+    assert!(checked >= 3);
+    // Litestream's own VFS reads the compacted replica too.
+    let theirs = litestream_vfs_row(&t.url, "SELECT count(*), sum(length(v)) FROM t");
+    assert_eq!(theirs, format!("{}|{}", ours.0, ours.1));
 }
 
 /// A writer process SIGKILLed again and again while its ladder runs every few hundred
@@ -172,10 +189,19 @@ fn a_large_snapshot_stays_within_bounds(name: &str, target: Target) {
         .output()
         .unwrap();
     let line = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{line} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{line} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let field = |name: &str| -> u64 {
         let at = line.find(name).unwrap() + name.len() + 1;
-        line[at..].split_whitespace().next().unwrap().parse().unwrap()
+        line[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let grew_mib = (field("hwm_kib") - field("rss_kib")) / 1024;
     assert!(
@@ -183,7 +209,10 @@ fn a_large_snapshot_stays_within_bounds(name: &str, target: Target) {
         "{line}"
     );
     // The buffer, and a few upload parts of 5 MiB (S3's smallest).
-    assert!(grew_mib < 40, "the snapshot of ~103 MiB took {grew_mib} MiB more: {line}");
+    assert!(
+        grew_mib < 40,
+        "the snapshot of ~103 MiB took {grew_mib} MiB more: {line}"
+    );
     t.restore();
     let restored = Connection::open(t.dir.join("restored.db")).unwrap();
     assert_eq!(rows(&restored), ours);

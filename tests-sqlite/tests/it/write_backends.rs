@@ -286,14 +286,7 @@ fn read_through_litestream_vfs(
     replica_url: &str,
     shadow: &std::path::Path,
 ) -> BTreeMap<String, String> {
-    let lib = util::repo_dir()
-        .join(".tools/litestream-vfs/lib/python3.11/site-packages/litestream_vfs/litestream-vfs");
-    assert!(
-        lib.with_extension("so").is_file(),
-        "Litestream's VFS is not installed at {}: `INSTALL_BENCH=1 scripts/install-tools.sh` \
-         installs it (PyPI litestream-vfs 0.5.17)",
-        lib.display()
-    );
+    let lib = ltxvfs_sqlite_tests::litestream_vfs_lib();
     let output = Command::new("/usr/bin/python3")
         .env_remove("AWS_CA_BUNDLE")
         .env("LITESTREAM_REPLICA_URL", replica_url)
