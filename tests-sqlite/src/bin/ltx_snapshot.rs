@@ -23,7 +23,8 @@ fn status_kib(field: &str) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let conn = open_writer(&args[1], &args[2]).unwrap();
-    conn.execute("CREATE TABLE IF NOT EXISTS marker(x)", []).unwrap();
+    conn.execute("CREATE TABLE IF NOT EXISTS marker(x)", [])
+        .unwrap();
     conn.execute("INSERT INTO marker VALUES (1)", []).unwrap();
     let rss = status_kib("VmRSS:");
     let began = Instant::now();
@@ -32,7 +33,10 @@ fn main() {
             .query_row("PRAGMA ltx_compaction", [], |r| r.get(0))
             .unwrap();
         if !report.contains("\"snapshot\":null") || began.elapsed() > Duration::from_secs(120) {
-            println!("rss_kib {rss} hwm_kib {} report {report}", status_kib("VmHWM:"));
+            println!(
+                "rss_kib {rss} hwm_kib {} report {report}",
+                status_kib("VmHWM:")
+            );
             return;
         }
         std::thread::sleep(Duration::from_millis(100));

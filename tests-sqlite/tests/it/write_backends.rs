@@ -13,7 +13,7 @@
 
 use crate::write::two_writer_processes_race;
 use ltxvfs_sqlite_tests::{
-    Target, WriteTarget, assert_same_pages, open_replica, open_writer, read_all_pages, util,
+    Target, WriteTarget, assert_same_pages, open_replica, open_writer, read_all_pages,
 };
 use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
