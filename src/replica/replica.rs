@@ -349,11 +349,12 @@ impl Replica {
         *self.follow.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
-    /// Publishes `next` as the current snapshot if `base` still is (a re-plan may have
-    /// replaced it meanwhile; the next poll then starts from that one); `false` if not.
+    /// Publishes `next` as the current snapshot if `base` still is (or the same database:
+    /// a re-plan, an upload of local commits, may have replaced it meanwhile); `false` if
+    /// not.
     pub(crate) fn publish(&self, base: &Arc<Snapshot>, next: Arc<Snapshot>) -> bool {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let still = current.version() == base.version();
+        let still = current.same_state(base);
         if still {
             *current = next;
         }
@@ -523,7 +524,7 @@ impl Replica {
                     false,
                 )?;
                 self.cache.insert_all(warm);
-                let fresh = Arc::new(fresh.with_local(snapshot.local.clone()));
+                let fresh = Arc::new(fresh.carrying_local(snapshot));
                 // Same TXID: it may stand in for the current snapshot too.
                 self.publish(snapshot, fresh.clone());
                 *snapshot = fresh;

@@ -44,6 +44,9 @@ pub struct Snapshot {
     /// Transactions committed in this process and not yet stored (write mode with
     /// `sync=<duration>`): they stand over the files, up to the next TXID's upload.
     pub local: Option<Arc<LocalPages>>,
+    /// The newest local commit this state holds, stored since or not (0: none): an upload
+    /// turns local pages into a TXID and leaves the database as it was.
+    pub last_local: u64,
 }
 
 /// The pages of the transactions a buffered writer committed over a snapshot's files:
@@ -87,6 +90,7 @@ impl Snapshot {
             },
             pages: PageMap::default(),
             local: None,
+            last_local: 0,
         };
         empty.advance(files)
     }
@@ -101,6 +105,8 @@ impl Snapshot {
     /// As [`Snapshot::from_plan`].
     pub(crate) fn advance(&self, files: Vec<PlanFile>) -> Result<Snapshot, MapError> {
         let mut next = self.stored();
+        // Files from the store: a state of their own (an upload sets `last_local` again).
+        next.last_local = 0;
         for (id, file_commit, file_time, index) in files {
             match index {
                 FileIndex::Encoded(index) => next.pages.apply(id, &index).map_err(|e| (id, e))?,
@@ -169,6 +175,20 @@ impl Snapshot {
         (self.txid, self.local.as_ref().map_or(0, |l| l.seq))
     }
 
+    /// Whether the two hold the same database: the same version, or the same newest local
+    /// commit (one of them since uploaded).
+    pub fn same_state(&self, other: &Snapshot) -> bool {
+        self.version() == other.version()
+            || (self.last_local != 0 && self.last_local == other.last_local)
+    }
+
+    /// This state (planned again at its TXID) with the local commits `old` had over it.
+    pub fn carrying_local(self, old: &Snapshot) -> Snapshot {
+        let mut next = self.with_local(old.local.clone());
+        next.last_local = old.last_local;
+        next
+    }
+
     /// The change counter SQLite is shown (page 1, offset 24): the TXID's low 32 bits, or
     /// for a local commit a number with the top bit set that no TXID reaches (a TXID a
     /// second takes 68 years to), so a connection's page cache never survives a change.
@@ -187,6 +207,7 @@ impl Snapshot {
             _ => self.page_size,
         };
         Snapshot {
+            last_local: local.as_ref().map_or(self.last_local, |l| l.seq),
             local,
             page_size,
             ..self

@@ -230,7 +230,7 @@ impl MainDb {
             let stale = self
                 .pinned
                 .as_ref()
-                .is_some_and(|p| p.version() != self.replica.current().version());
+                .is_some_and(|p| !p.same_state(&self.replica.current()));
             if stale || !w.locks.try_reserve(w.me) {
                 return Err(Refused::Busy);
             }

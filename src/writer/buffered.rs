@@ -150,12 +150,15 @@ impl Buffered {
             url: self.url.clone(),
             txid: base.txid.next(),
         };
-        if replica.current().version() != base.version() {
+        // The state the transaction read, or the same database since uploaded: the commit
+        // goes over the current one (its stored part may be newer than `base`'s).
+        let current = replica.current();
+        if !current.same_state(base) {
             return Err(conflict());
         }
         refuse_wal(&self.url, dirty.page(Pgno::ONE))?;
-        let page_size = dirty.page_size(base);
-        let commit = commit_size(dirty, base);
+        let page_size = dirty.page_size(&current);
+        let commit = commit_size(dirty, &current);
         let lock_page = page_size.lock_page();
         let record = CommitRecord {
             page_size,
@@ -167,15 +170,15 @@ impl Buffered {
                 .map(|(pgno, data)| (pgno, data.into()))
                 .collect(),
         };
-        if base.local.is_none() && inner.file.base() != base.txid {
+        if current.local.is_none() && inner.file.base() != current.txid {
             // The first commit since the buffer was empty, and the replica has moved on
             // since (the follower): the buffer's commits start from here.
-            inner.file.restart(base.txid, u64::MAX)?;
+            inner.file.restart(current.txid, u64::MAX)?;
         }
         let before = inner.file.len();
         inner.file.append_commit(&record)?;
-        let next = Arc::new(over(base, record));
-        if !replica.publish(base, next.clone()) {
+        let next = Arc::new(over(&current, record));
+        if !replica.publish(&current, next.clone()) {
             // A poll published another writer's transaction meanwhile.
             inner.file.truncate(before)?;
             return Err(conflict());
@@ -264,7 +267,9 @@ impl Buffered {
                 })
                 .map(|(pgno, data)| (*pgno, &data[..]));
             let stored = applied(replica, &current.stored(), built, pages)?;
-            let next = Arc::new(stored.with_local(rest.map(Arc::new)));
+            let mut next = stored.with_local(rest.map(Arc::new));
+            next.last_local = current.last_local;
+            let next = Arc::new(next);
             // Commits wait for `inner`; only a re-plan at the same state may publish
             // meanwhile, and it keeps the local pages: try again on it.
             if replica.publish(&current, next) {

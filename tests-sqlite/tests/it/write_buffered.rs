@@ -165,3 +165,22 @@ fn a_buffer_in_use_by_another_process_is_refused() {
     drop(w);
     assert_eq!(t.restored_rows().len(), 1);
 }
+
+/// Uploads go up while transactions are open: they leave the database as it was, so no
+/// transaction of the only writer is ever refused for them.
+#[test]
+fn an_upload_under_an_open_transaction_refuses_nothing() {
+    let t = WriteTarget::new("write-buffer-upload-under", Target::File);
+    create_tables(&t.url);
+    let w = open_writer(&t.url, &buffered(&t.dir.join("w.buffer"), "20ms")).unwrap();
+    for n in 0..100 {
+        w.execute_batch(&format!("BEGIN; INSERT INTO t VALUES ('open', {n});"))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(4));
+        w.execute_batch("UPDATE counter SET n = n + 1; COMMIT;")
+            .unwrap();
+    }
+    drop(w);
+    assert!(t.level0_txids().len() > 5, "uploads went up meanwhile");
+    assert_eq!(t.restored_rows().len(), 100);
+}
