@@ -20,22 +20,52 @@ pub(super) fn max_txid(files: &[ListedFile]) -> Txid {
         .unwrap_or(Txid::ZERO)
 }
 
-/// The files of `src` to merge into the next level, whose files are `dst`: those past what
-/// `dst` reaches, in TXID order, while each continues the one before (a file that would
-/// leave a gap ends the run).
-pub(super) fn to_compact(src: &[ListedFile], dst: &[ListedFile]) -> Vec<ListedFile> {
-    let floor = max_txid(dst);
+/// The files that chain on from TXID `from` as a restore plan takes them: each time, of the
+/// files that start at most one past where the chain is and reach beyond it, the one that
+/// reaches furthest; a gap ends the chain.
+fn chain(files: &[ListedFile], from: Txid) -> Vec<ListedFile> {
     let mut run: Vec<ListedFile> = Vec::new();
-    let mut sorted: Vec<&ListedFile> = src.iter().filter(|f| f.id.min_txid > floor).collect();
-    sorted.sort_by_key(|f| (f.id.min_txid, f.id.max_txid));
-    for f in sorted {
-        if let Some(prev) = run.last()
-            && (f.id.min_txid > prev.id.max_txid.next() || f.id.max_txid <= prev.id.max_txid)
-        {
-            break;
-        }
-        run.push(*f);
+    let mut at = from;
+    while let Some(next) = files
+        .iter()
+        .filter(|f| f.id.min_txid <= at.next() && f.id.max_txid > at)
+        .max_by_key(|f| (f.id.max_txid, std::cmp::Reverse(f.id.min_txid)))
+    {
+        at = next.id.max_txid;
+        run.push(*next);
     }
+    run
+}
+
+/// The files to merge into one new file of a level whose files are `dst`, from the level
+/// below (`src`), in TXID order:
+/// - the top level of the ladder (`upper` is `None`) takes, as Litestream does, the files
+///   of `src` past what `dst` reaches (so does a level whose upper level is still empty);
+/// - a level below it widens instead: its new file starts where the level above ends
+///   (`upper`), taking the level's own files since then and what `src` has past them, so
+///   one file of each level covers all that the level above has not. The file it
+///   supersedes goes after `l0_retention` ([`to_delete`]). So a plan needs one file per
+///   level between the top level and level 0, not one per interval.
+///
+/// Empty when `src` has nothing new.
+pub(super) fn to_compact(
+    src: &[ListedFile],
+    dst: &[ListedFile],
+    upper: Option<&[ListedFile]>,
+) -> Vec<ListedFile> {
+    let (mut run, from) = match upper {
+        None => (Vec::new(), max_txid(dst)),
+        Some(upper) => {
+            let own = chain(dst, max_txid(upper));
+            let from = own.last().map_or(max_txid(upper), |f| f.id.max_txid);
+            (own, from)
+        }
+    };
+    let new = chain(src, from);
+    if new.is_empty() {
+        return Vec::new();
+    }
+    run.extend(new);
     run
 }
 
@@ -98,6 +128,25 @@ pub(super) fn to_delete(
                 .map(|f| f.id),
         );
     }
+    // A file a wider one of its level covers (from the same start or before), once the
+    // wider one has been there `l0_retention`: readers that planned on it have moved on.
+    for l in 1..=top {
+        let files = level(l);
+        gone.extend(
+            files
+                .iter()
+                .filter(|f| {
+                    files.iter().any(|g| {
+                        g.id.min_txid <= f.id.min_txid
+                            && g.id.max_txid > f.id.max_txid
+                            && age(g) > l0_retention
+                    })
+                })
+                .filter(|f| !gone.contains(&f.id))
+                .map(|f| f.id)
+                .collect::<Vec<_>>(),
+        );
+    }
     let covered = max_txid(level(1));
     let files = level(0);
     let newest = max_txid(files);
@@ -149,15 +198,52 @@ mod tests {
     }
 
     #[test]
-    fn a_level_takes_the_run_past_the_next_level() {
+    fn the_top_level_takes_the_run_past_itself() {
         let l0: Vec<_> = (1..=9).map(|t| file(0, t, t, 0)).collect();
-        assert_eq!(ids(&to_compact(&l0, &[])).len(), 9);
+        assert_eq!(ids(&to_compact(&l0, &[], None)).len(), 9);
         let l1 = [file(1, 1, 5, 0)];
-        assert_eq!(ids(&to_compact(&l0, &l1)), [(6, 6), (7, 7), (8, 8), (9, 9)]);
+        assert_eq!(
+            ids(&to_compact(&l0, &l1, None)),
+            [(6, 6), (7, 7), (8, 8), (9, 9)]
+        );
         // A gap ends the run: the files after it wait.
         let gappy = [file(0, 6, 6, 0), file(0, 8, 8, 0)];
-        assert_eq!(ids(&to_compact(&gappy, &l1)), [(6, 6)]);
-        assert!(to_compact(&l0, &[file(1, 1, 9, 0)]).is_empty());
+        assert_eq!(ids(&to_compact(&gappy, &l1, None)), [(6, 6)]);
+        assert!(to_compact(&l0, &[file(1, 1, 9, 0)], None).is_empty());
+    }
+
+    #[test]
+    fn a_lower_level_widens_its_file_from_where_the_level_above_ends() {
+        let l0: Vec<_> = (1..=12).map(|t| file(0, t, t, 0)).collect();
+        let l2 = [file(2, 1, 4, 0)];
+        // Level 1 has 5-8 (and an older 5-6 it superseded): the new file is 5-12.
+        let l1 = [file(1, 5, 6, 0), file(1, 5, 8, 0)];
+        let run = to_compact(&l0, &l1, Some(&l2));
+        assert_eq!(ids(&run), [(5, 8), (9, 9), (10, 10), (11, 11), (12, 12)]);
+        // Nothing new below: nothing to do.
+        assert!(to_compact(&l0, &[file(1, 5, 12, 0)], Some(&l2)).is_empty());
+        // The level above is past level 1's files: start afresh from it.
+        let l2 = [file(2, 1, 10, 0)];
+        assert_eq!(ids(&to_compact(&l0, &l1, Some(&l2))), [(11, 11), (12, 12)]);
+    }
+
+    #[test]
+    fn a_superseded_file_goes_once_its_successor_is_old_enough() {
+        let mut listing = Listing::new();
+        listing.insert(
+            1,
+            vec![file(1, 5, 6, 900), file(1, 5, 8, 400), file(1, 5, 9, 10)],
+        );
+        let gone = to_delete(
+            &listing,
+            2,
+            now(),
+            Duration::from_secs(300),
+            Duration::from_secs(86_400),
+        );
+        // 5-6 is covered by 5-8, there for 400 s; 5-8 by 5-9, there for 10 s only.
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].max_txid, Txid(6));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The writer keeps its replica short, as `litestream replicate` does: level 0 merged into
-//! level 1 every 30 s, 1 into 2 every 5 min, 2 into 3 every hour (`compaction=`), a full
-//! snapshot at level 9 daily (`snapshot_interval=`), level-0 files removed 5 min after a
-//! level-1 file covers them (`l0_retention=`), snapshots older than a day and what only
-//! they reach removed (`retention=`). So a reader's open (or `litestream restore`) reads a
-//! dozen files, not one per commit.
+//! The writer keeps its replica short, on Litestream's ladder and defaults: level 0 merged
+//! into level 1 every 30 s, 1 into 2 every 5 min, 2 into 3 every hour (`compaction=`), a
+//! full snapshot at level 9 daily (`snapshot_interval=`), level-0 files removed 5 min after
+//! a level-1 file covers them (`l0_retention=`), snapshots older than a day and what only
+//! they reach removed (`retention=`). Two departures keep a plan short at high commit
+//! rates (`ladder::to_compact`): levels below the top widen one file rather than add one
+//! per interval, and level 1 also runs once level 0 holds [`LEVEL0_MOST`] TXIDs past it.
+//! So a reader's open (or `litestream restore`) reads about a dozen files, not one per
+//! commit.
 //!
 //! It runs in a thread of the writer's process, off the commit path, and only while this
 //! process stored the replica's newest TXID (a writer that lost the replica to another
@@ -48,6 +51,8 @@ struct State {
     newest_snapshot: Option<ListedFile>,
     listed_snapshots: bool,
     retention_at: Option<Instant>,
+    /// Where level 1 reached at the last pass.
+    level1_reach: Option<Txid>,
     deleted: u64,
     error: Option<String>,
 }
@@ -60,6 +65,14 @@ struct Run {
     inputs: usize,
     took: Duration,
 }
+
+/// Level 1 is also compacted, whatever its interval, once level 0 holds this many TXIDs
+/// past it: a reader's plan then takes at most this many level-0 files (at 10 commits a
+/// second, Litestream's 30 s would leave up to 300).
+const LEVEL0_MOST: u64 = 16;
+
+/// Input files whose headers and indexes are read at once.
+const READ_AT_ONCE: usize = 8;
 
 type Registry = HashMap<String, Weak<Compactor>>;
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
@@ -101,7 +114,10 @@ impl Compactor {
             holders: AtomicUsize::new(1),
             state: Mutex::new(State {
                 last: vec![None; config.levels.len()],
-                boundaries: vec![None; config.levels.len()],
+                // As Litestream's tickers: the first run of a level when its interval turns.
+                boundaries: (config.levels.iter())
+                    .map(|i| Some(ladder::boundary(SystemTime::now(), *i)))
+                    .collect(),
                 ..State::default()
             }),
         });
@@ -148,7 +164,13 @@ impl Compactor {
                 .iter()
                 .map(|interval| ladder::boundary(now, *interval))
                 .enumerate()
-                .filter(|(i, b)| state.boundaries.get(*i).copied().flatten() != Some(*b))
+                .filter(|(i, b)| {
+                    state.boundaries.get(*i).copied().flatten() != Some(*b)
+                        || (*i == 0
+                            && state.level1_reach.is_some_and(|r| {
+                                current.txid.get().saturating_sub(r.get()) >= LEVEL0_MOST
+                            }))
+                })
                 .collect()
         };
         let check_every = self
@@ -195,7 +217,12 @@ impl Compactor {
             let empty = Vec::new();
             let src = listing.get(&(level - 1)).unwrap_or(&empty);
             let dst = listing.get(&level).unwrap_or(&empty);
-            let inputs = ladder::to_compact(src, dst);
+            // Widen below the top, once the level above has files (until then, widening
+            // would rewrite everything from TXID 1 each time).
+            let upper = listing
+                .get(&(level + 1))
+                .filter(|files| level < top && !files.is_empty());
+            let inputs = ladder::to_compact(src, dst, upper.map(Vec::as_slice));
             if !inputs.is_empty() {
                 let made = self.compact(replica, level, &inputs)?;
                 listing.entry(level).or_default().push(made);
@@ -208,6 +235,9 @@ impl Compactor {
         let snapshots = listing.get(&SNAPSHOT_LEVEL).cloned().unwrap_or_default();
         {
             let mut state = self.state();
+            state.level1_reach = Some(ladder::max_txid(
+                listing.get(&1).map_or(&[][..], Vec::as_slice),
+            ));
             state.listed_snapshots = true;
             state.newest_snapshot = snapshots.iter().max_by_key(|f| f.id.max_txid).copied();
         }
@@ -275,14 +305,22 @@ impl Compactor {
         let page_size = replica.current().page_size;
         let (task_store, url) = (replica.store().clone(), self.url.clone());
         let size = inputs.iter().map(|f| f.size).sum::<u64>();
-        let made =
-            self.write_merged(replica, id, size, async move {
+        let made = self.write_merged(replica, id, size, async move {
+            // A few files' headers and indexes at a time: a long run of level-0 files
+            // (a writer catching up) must not flood the store, nor the commits behind.
+            let mut plan = Vec::with_capacity(files.len());
+            for some in files.chunks(READ_AT_ONCE) {
                 let read =
-                    crate::replica::read_plan_files(&task_store, None, &files, Some(page_size))
+                    crate::replica::read_plan_files(&task_store, None, some, Some(page_size))
                         .await?;
-                Snapshot::from_plan(page_size, read.files)
-                    .map_err(|(file, source)| Error::Corrupt { url, file, source })
-            })?;
+                plan.extend(read.files);
+            }
+            Snapshot::from_plan(page_size, plan).map_err(|(file, source)| Error::Corrupt {
+                url,
+                file,
+                source,
+            })
+        })?;
         if let Some(last) = self.state().last.get_mut(usize::from(level) - 1) {
             *last = Some(Run {
                 at: SystemTime::now(),
