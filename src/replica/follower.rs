@@ -330,6 +330,14 @@ impl Replica {
             chain = chain_of(state, base.txid);
         }
         state.relist = false;
+        let now = self.current();
+        if !now.same_state(&base) {
+            // A commit of this process (write mode) moved the state while the listing was
+            // under way: its file is known already; what else is new waits for the next
+            // poll, rather than fetch a file only to find the state moved.
+            state.pool.retain(|f| f.id.max_txid > now.txid);
+            return Ok(());
+        }
         if chain.is_empty() {
             return Ok(());
         }
