@@ -7,7 +7,9 @@
 pub mod util;
 mod write_target;
 
-pub use write_target::{WriteTarget, litestream_vfs_lib, litestream_vfs_row, open_writer};
+pub use write_target::{
+    WriteTarget, kill_writer_when, litestream_vfs_lib, litestream_vfs_row, open_writer,
+};
 
 use ltxvfs::ltx::Txid;
 use rusqlite::{Connection, OpenFlags};

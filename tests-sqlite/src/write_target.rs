@@ -375,3 +375,33 @@ print('|'.join(str(v) for v in db.execute(sys.argv[2]).fetchone()))";
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
+
+/// Runs the writer process `bin` (the `ltx_writer` binary: `URL TAG COUNT EXTRA`) as writer
+/// `tag` until `enough(commits it acknowledged so far)`, then SIGKILLs it. Returns every
+/// commit it acknowledged, those it printed before it died included.
+pub fn kill_writer_when(
+    bin: &str,
+    url: &str,
+    tag: &str,
+    extra: &str,
+    mut enough: impl FnMut(usize) -> bool,
+) -> Vec<(String, i64)> {
+    let mut child = Command::new(bin)
+        .args([url, tag, "100000", extra])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let acknowledged = |line: &str| line.strip_prefix("ok ").map(|n| n.parse::<i64>().unwrap());
+    let mut acked = Vec::new();
+    while !enough(acked.len()) {
+        let line = lines.next().unwrap().unwrap();
+        acked.extend(acknowledged(&line).map(|n| (tag.to_owned(), n)));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for line in lines.map_while(Result::ok) {
+        acked.extend(acknowledged(&line).map(|n| (tag.to_owned(), n)));
+    }
+    acked
+}

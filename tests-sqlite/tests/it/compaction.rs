@@ -3,10 +3,9 @@
 //! reads what the writer wrote, and old files go.
 
 use ltxvfs_sqlite_tests::{
-    Target, WriteTarget, litestream_vfs_row, open_replica, open_writer, stat,
+    Target, WriteTarget, kill_writer_when, litestream_vfs_row, open_replica, open_writer, stat,
 };
 use rusqlite::Connection;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 /// Intervals short enough for a test: level 1 every 1 s, 2 every 3 s, 3 every 9 s, a
@@ -119,27 +118,12 @@ fn a_writer_killed_while_compacting_leaves_a_readable_replica() {
         .unwrap();
     let mut acked: Vec<(String, i64)> = Vec::new();
     for round in 0..4 {
-        let tag = format!("k{round}");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltx_writer"))
-            .args([&t.url, &tag, "100000", fast])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let until = Instant::now() + Duration::from_millis(900 + 250 * round);
-        while Instant::now() < until {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(seq) = line.strip_prefix("ok ") {
-                acked.push((tag.clone(), seq.parse().unwrap()));
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        for line in lines.map_while(Result::ok) {
-            if let Some(seq) = line.strip_prefix("ok ") {
-                acked.push((tag.clone(), seq.parse().unwrap()));
-            }
-        }
+        let bin = env!("CARGO_BIN_EXE_ltx_writer");
+        let tag = format!("k{round}");
+        acked.extend(kill_writer_when(bin, &t.url, &tag, fast, |_| {
+            Instant::now() >= until
+        }));
         // Between kills, a cold reader reads the replica whole.
         let other = t.url.replacen("file://", "file://localhost", 1);
         let r = open_replica(&other, "&poll=0").unwrap();

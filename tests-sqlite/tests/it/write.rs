@@ -8,10 +8,10 @@ use ltxvfs_sqlite_tests::{
 use rusqlite::{Connection, params};
 
 /// A small deterministic generator, so the shadow database gets the very same bytes.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -19,13 +19,13 @@ impl Lcg {
         self.0 >> 33
     }
 
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
 /// Runs one transaction on both databases; returns how long the first one's COMMIT took.
-fn both(
+pub(crate) fn both(
     a: &Connection,
     b: &Connection,
     f: impl Fn(&Connection) -> rusqlite::Result<()>,
@@ -43,7 +43,8 @@ fn both(
     took
 }
 
-fn summary(c: &Connection) -> (i64, i64, i64) {
+/// count(*), sum(length(v)), sum(n) of t.
+pub(crate) fn summary(c: &Connection) -> (i64, i64, i64) {
     c.query_row(
         "SELECT count(*), coalesce(sum(length(v)), 0), coalesce(sum(n), 0) FROM t",
         [],

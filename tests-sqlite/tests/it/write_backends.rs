@@ -11,7 +11,7 @@
 //! object_store's XML-API upload (that fake-gcs-server 1.54 lacks) into the emulator's JSON
 //! one, condition included; every other request, and every reader, goes to the emulator.
 
-use crate::write::two_writer_processes_race;
+use crate::write::{Lcg, both, summary, two_writer_processes_race};
 use ltxvfs_sqlite_tests::{
     Target, WriteTarget, assert_same_pages, open_replica, open_writer, read_all_pages,
 };
@@ -19,34 +19,8 @@ use rusqlite::{Connection, params};
 use std::collections::BTreeMap;
 use std::process::Command;
 
-/// A small deterministic generator, so the shadow database gets the very same bytes.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 const SCHEMA: &str = "CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT, n INTEGER, v BLOB);
                       CREATE INDEX t_k ON t(k);";
-
-/// Runs one transaction on both databases.
-fn both(a: &Connection, b: &Connection, f: impl Fn(&Connection) -> rusqlite::Result<()>) {
-    for c in [a, b] {
-        c.execute_batch("BEGIN").unwrap();
-        f(c).unwrap();
-        c.execute_batch("COMMIT").unwrap();
-    }
-}
 
 /// Transaction `i` of a mixed workload: inserts (a third of them with an overflow BLOB of
 /// 5 to 20 KiB), updates (some growing a row into overflow pages) and deletes, all through
@@ -88,16 +62,6 @@ fn mixed_transaction(w: &Connection, shadow: &Connection, rng: &mut Lcg, i: i64)
         }
         Ok(())
     });
-}
-
-/// count(*), sum(length(v)), sum(n) of t.
-fn summary(c: &Connection) -> (i64, i64, i64) {
-    c.query_row(
-        "SELECT count(*), coalesce(sum(length(v)), 0), coalesce(sum(n), 0) FROM t",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .unwrap()
 }
 
 fn integrity(c: &Connection) -> String {

@@ -2,8 +2,9 @@
 //! between ltxvfs and moto), and a writer process killed in the middle of its work. No
 //! acknowledged COMMIT is ever missing, and nothing refused is ever stored.
 
-use ltxvfs_sqlite_tests::{FaultProxy, Target, WriteTarget, open_writer, s3_endpoint};
-use std::io::{BufRead, BufReader};
+use ltxvfs_sqlite_tests::{
+    FaultProxy, Target, WriteTarget, kill_writer_when, open_writer, s3_endpoint,
+};
 use std::time::{Duration, Instant};
 
 /// Every PUT reaches the store but its answer is lost (the connection reset): each COMMIT
@@ -113,29 +114,11 @@ fn killed_writers_lose_nothing(name: &str, extra: &str) {
         .unwrap();
     let mut acked: Vec<(String, i64)> = Vec::new();
     for round in 0..3 {
-        let tag = format!("k{round}");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ltx_writer"))
-            .args([&t.url, &tag, "100000", extra])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut oks = 0;
-        while oks < 20 + 7 * round {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(seq) = line.strip_prefix("ok ") {
-                acked.push((tag.clone(), seq.parse().unwrap()));
-                oks += 1;
-            }
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // Lines written before the kill and not yet read are acknowledged too.
-        for line in lines.map_while(Result::ok) {
-            if let Some(seq) = line.strip_prefix("ok ") {
-                acked.push((tag.clone(), seq.parse().unwrap()));
-            }
-        }
+        let bin = env!("CARGO_BIN_EXE_ltx_writer");
+        let (url, tag) = (&t.url, format!("k{round}"));
+        acked.extend(kill_writer_when(bin, url, &tag, extra, |n| {
+            n >= 20 + 7 * round
+        }));
     }
     // The replica opens (shipping what a buffer holds) and takes commits again.
     let w = open_writer(&t.url, extra).unwrap();
