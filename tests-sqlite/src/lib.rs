@@ -8,7 +8,8 @@ pub mod util;
 mod write_target;
 
 pub use write_target::{
-    WriteTarget, kill_writer_when, litestream_vfs_lib, litestream_vfs_row, open_writer,
+    WriteTarget, create_writer_tables, kill_writer_when, litestream_vfs_lib, litestream_vfs_row,
+    open_writer,
 };
 
 use ltxvfs::ltx::Txid;

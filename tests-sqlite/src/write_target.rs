@@ -376,6 +376,18 @@ print('|'.join(str(v) for v in db.execute(sys.argv[2]).fetchone()))";
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// The tables the `ltx_writer` process writes (`t(tag, n)` and a one-row `counter`), made
+/// in one transaction through a writer opened with `extra`.
+pub fn create_writer_tables(url: &str, extra: &str) {
+    open_writer(url, extra)
+        .unwrap()
+        .execute_batch(
+            "BEGIN; CREATE TABLE t(tag TEXT, n INTEGER);
+             CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0); COMMIT;",
+        )
+        .unwrap();
+}
+
 /// Runs the writer process `bin` (the `ltx_writer` binary: `URL TAG COUNT EXTRA`) as writer
 /// `tag` until `enough(commits it acknowledged so far)`, then SIGKILLs it. Returns every
 /// commit it acknowledged, those it printed before it died included.

@@ -3,7 +3,8 @@
 //! reads what the writer wrote, and old files go.
 
 use ltxvfs_sqlite_tests::{
-    Target, WriteTarget, kill_writer_when, litestream_vfs_row, open_replica, open_writer, stat,
+    Target, WriteTarget, create_writer_tables, kill_writer_when, litestream_vfs_row, open_replica,
+    open_writer, stat,
 };
 use rusqlite::Connection;
 use std::time::{Duration, Instant};
@@ -109,13 +110,7 @@ fn a_writer_keeps_its_replica_short() {
 fn a_writer_killed_while_compacting_leaves_a_readable_replica() {
     let t = WriteTarget::new("compaction-sigkill", Target::File);
     let fast = "&compaction=200ms,600ms&snapshot_interval=800ms&l0_retention=300ms&retention=2s";
-    open_writer(&t.url, fast)
-        .unwrap()
-        .execute_batch(
-            "BEGIN; CREATE TABLE t(tag TEXT, n INTEGER);
-             CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0); COMMIT;",
-        )
-        .unwrap();
+    create_writer_tables(&t.url, fast);
     let mut acked: Vec<(String, i64)> = Vec::new();
     for round in 0..4 {
         let until = Instant::now() + Duration::from_millis(900 + 250 * round);

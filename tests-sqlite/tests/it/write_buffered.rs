@@ -2,7 +2,9 @@
 //! the buffer file; what is buffered ships as one LTX file per interval; nothing acknowledged
 //! is dropped silently, even when another writer gets there first.
 
-use ltxvfs_sqlite_tests::{Target, WriteTarget, log_lines, open_replica, open_writer};
+use ltxvfs_sqlite_tests::{
+    Target, WriteTarget, create_writer_tables, log_lines, open_replica, open_writer,
+};
 use rusqlite::{Connection, ErrorCode};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,21 +27,11 @@ fn commit_rows(w: &Connection, tag: &str, rows: std::ops::Range<i64>) {
     }
 }
 
-fn create_tables(url: &str) {
-    open_writer(url, "")
-        .unwrap()
-        .execute_batch(
-            "BEGIN; CREATE TABLE t(tag TEXT, n INTEGER);
-             CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0); COMMIT;",
-        )
-        .unwrap();
-}
-
 /// Commits return without a round trip, a reader in the same process sees each at once,
 /// and the interval turns many commits into few files, which `litestream restore` reads.
 fn commits_batch_per_interval(name: &str, target: Target) {
     let t = WriteTarget::new(name, target);
-    create_tables(&t.url);
+    create_writer_tables(&t.url, "");
     let buffer = t.dir.join("w.buffer");
     let w = open_writer(&t.url, &buffered(&buffer, "400ms")).unwrap();
     let r = open_replica(&t.url, "").unwrap();
@@ -86,7 +78,7 @@ fn buffered_commits_on_s3_ship_per_interval() {
 #[test]
 fn a_buffer_beaten_by_another_writer_is_kept_and_named() {
     let t = WriteTarget::new("write-buffer-beaten", Target::File);
-    create_tables(&t.url);
+    create_writer_tables(&t.url, "");
     let buffer = t.dir.join("w.buffer");
     let w = open_writer(&t.url, &buffered(&buffer, "3s")).unwrap();
     let opened = Instant::now();
@@ -147,7 +139,7 @@ fn a_buffer_beaten_by_another_writer_is_kept_and_named() {
 #[test]
 fn a_buffer_in_use_by_another_process_is_refused() {
     let t = WriteTarget::new("write-buffer-locked", Target::File);
-    create_tables(&t.url);
+    create_writer_tables(&t.url, "");
     let buffer = t.dir.join("w.buffer");
     let extra = buffered(&buffer, "1s");
     let w = open_writer(&t.url, &extra).unwrap();
@@ -171,7 +163,7 @@ fn a_buffer_in_use_by_another_process_is_refused() {
 #[test]
 fn an_upload_under_an_open_transaction_refuses_nothing() {
     let t = WriteTarget::new("write-buffer-upload-under", Target::File);
-    create_tables(&t.url);
+    create_writer_tables(&t.url, "");
     let w = open_writer(&t.url, &buffered(&t.dir.join("w.buffer"), "20ms")).unwrap();
     for n in 0..100 {
         w.execute_batch(&format!("BEGIN; INSERT INTO t VALUES ('open', {n});"))

@@ -3,7 +3,8 @@
 //! acknowledged COMMIT is ever missing, and nothing refused is ever stored.
 
 use ltxvfs_sqlite_tests::{
-    FaultProxy, Target, WriteTarget, kill_writer_when, open_writer, s3_endpoint,
+    FaultProxy, Target, WriteTarget, create_writer_tables, kill_writer_when, open_writer,
+    s3_endpoint,
 };
 use std::time::{Duration, Instant};
 
@@ -105,13 +106,7 @@ fn a_buffered_writer_killed_mid_stream_loses_no_acknowledged_commit() {
 
 fn killed_writers_lose_nothing(name: &str, extra: &str) {
     let t = WriteTarget::new(name, Target::File);
-    open_writer(&t.url, extra)
-        .unwrap()
-        .execute_batch(
-            "BEGIN; CREATE TABLE t(tag TEXT, n INTEGER);
-             CREATE TABLE counter(n INTEGER); INSERT INTO counter VALUES (0); COMMIT;",
-        )
-        .unwrap();
+    create_writer_tables(&t.url, extra);
     let mut acked: Vec<(String, i64)> = Vec::new();
     for round in 0..3 {
         let bin = env!("CARGO_BIN_EXE_ltx_writer");
