@@ -349,12 +349,13 @@ impl Replica {
         *self.follow.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
-    /// Publishes `next` as the current snapshot if `base` still is (or the same database:
-    /// a re-plan, an upload of local commits, may have replaced it meanwhile); `false` if
-    /// not.
+    /// Publishes `next` as the current snapshot if `base` still is, at the very same
+    /// version (a re-plan may have replaced it meanwhile; the next poll then starts from
+    /// that one); `false` if not. Not merely the same database: a re-plan of a state from
+    /// before an upload must not take the place of the uploaded one.
     pub(crate) fn publish(&self, base: &Arc<Snapshot>, next: Arc<Snapshot>) -> bool {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let still = current.same_state(base);
+        let still = current.version() == base.version();
         if still {
             *current = next;
         }

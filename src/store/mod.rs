@@ -353,6 +353,14 @@ impl LargeCreate {
         self.written
     }
 
+    /// Gives the upload up: the parts sent are dropped (best effort).
+    pub async fn abort(self) {
+        let _ = self.upload.abort().await;
+        if let Ok(client) = self.store.client() {
+            let _ = client.delete(&self.temporary).await;
+        }
+    }
+
     /// Completes the upload and gives the file its name if the name is free: `Ok(true)`
     /// created, `Ok(false)` taken. The temporary object is removed either way.
     ///

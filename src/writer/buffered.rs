@@ -34,7 +34,12 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Buffered {
     url: String,
     inner: Mutex<Inner>,
+    /// One upload at a time: the thread's, a closing connection's, recovery's. (Two at
+    /// once would both find the batch in doubt theirs, and the second would start the
+    /// buffer over from an offset of a file the first had replaced.)
+    shipping: Mutex<()>,
     holders: AtomicUsize,
+    interval: Duration,
 }
 
 #[derive(Debug)]
@@ -70,7 +75,9 @@ impl Buffered {
         map.retain(|_, b| b.strong_count() > 0);
         let url = replica.url().to_owned();
         if let Some(found) = map.get(&url).and_then(Weak::upgrade) {
-            found.holders.fetch_add(1, Ordering::AcqRel);
+            if found.holders.fetch_add(1, Ordering::AcqRel) == 0 {
+                found.start_uploads(replica)?;
+            }
             return Ok(found);
         }
         let path = path.map_or_else(|| default_path(&url), Path::to_path_buf);
@@ -83,19 +90,29 @@ impl Buffered {
                 failed: None,
                 last_error: None,
             }),
+            shipping: Mutex::new(()),
             holders: AtomicUsize::new(1),
+            interval,
         });
         buffered.recover(replica, records)?;
         map.insert(url, Arc::downgrade(&buffered));
-        let (me, weak_replica) = (Arc::downgrade(&buffered), Arc::downgrade(replica));
+        buffered.start_uploads(replica)?;
+        Ok(buffered)
+    }
+
+    /// Starts the thread that uploads every interval (it stops when the last connection
+    /// has gone; a connection that comes back after that starts another).
+    fn start_uploads(self: &Arc<Self>, replica: &Arc<Replica>) -> Result<()> {
+        let (me, weak_replica) = (Arc::downgrade(self), Arc::downgrade(replica));
+        let interval = self.interval;
         std::thread::Builder::new()
             .name("ltxvfs-sync".into())
             .spawn(move || ship_every(interval, me, weak_replica))
+            .map(drop)
             .map_err(|e| Error::Write {
                 url: replica.url().to_owned(),
                 detail: format!("cannot start the upload thread: {e}"),
-            })?;
-        Ok(buffered)
+            })
     }
 
     /// Whether a writable connection of this process holds `url`'s buffered write state.
@@ -122,7 +139,17 @@ impl Buffered {
     /// (what cannot be shipped stays in the buffer for the next open).
     pub(crate) fn release(&self, replica: &Arc<Replica>) {
         if self.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = self.ship(replica);
+            // An upload in doubt first, then what came after it; what the store does not
+            // take (it fails, or another writer was first) the buffer keeps for the next
+            // open.
+            for _ in 0..2 {
+                if replica.current().local.is_none()
+                    || self.ship(replica).is_err()
+                    || self.inner().failed.is_some()
+                {
+                    break;
+                }
+            }
         }
     }
 
@@ -192,6 +219,7 @@ impl Buffered {
     /// The store's, or the buffer's; an upload beaten by another writer fails this and
     /// every later commit.
     pub(crate) fn ship(&self, replica: &Replica) -> Result<()> {
+        let _one_at_a_time = self.shipping.lock().unwrap_or_else(|e| e.into_inner());
         let (built, keep_from, up_to) = {
             let mut inner = self.inner();
             if inner.failed.is_some() {
@@ -318,7 +346,10 @@ impl Buffered {
         let state = pending
             .into_iter()
             .fold(current.clone(), |state, c| Arc::new(over(&state, c)));
-        replica.publish(&current, state);
+        if !replica.publish(&current, state) {
+            // Another writer's TXID came in meanwhile: these commits cannot go over it.
+            return Err(self.moved_on(&inner, replica.current().txid));
+        }
         inner.file.restart(base, keep_from)?;
         drop(inner);
         self.ship(replica)
@@ -327,8 +358,14 @@ impl Buffered {
     /// Whether an upload left in doubt by a crash is in the store (stored now if its TXID
     /// is still free).
     fn was_stored(&self, replica: &Replica, built: &Built) -> Result<bool> {
-        if replica.current().txid < built.id.max_txid {
+        let now = replica.current().txid;
+        if now.next() == built.id.max_txid {
             return store(replica, built);
+        }
+        if now < built.id.max_txid {
+            // Behind the batch's base (the replica was made again under this URL): storing
+            // it would leave a gap no reader can cross.
+            return Ok(false);
         }
         // The replica is past it: the file there is ours or not (if compaction removed
         // it already, nobody can tell: say so rather than guess).
@@ -440,8 +477,10 @@ fn ship_every(interval: Duration, me: Weak<Buffered>, replica: Weak<Replica>) {
     }
 }
 
-/// `<temp dir>/ltxvfs-buffers/<last part of the URL>-<hash of the URL>.buffer`: one per
-/// replica, so a restarted writer finds what it left.
+/// `<state dir>/ltxvfs/buffers/<last part of the URL>-<hash of the URL>.buffer`: one per
+/// replica, so a restarted writer finds what it left. The state directory
+/// (`$XDG_STATE_HOME`, else `~/.local/state`) survives reboots, where a temporary
+/// directory may be a tmpfs or cleaned; the temporary directory only without a home.
 fn default_path(url: &str) -> PathBuf {
     let name = url
         .split(['?', '#'])
@@ -462,7 +501,15 @@ fn default_path(url: &str) -> PathBuf {
             }
         })
         .collect();
-    std::env::temp_dir().join("ltxvfs-buffers").join(format!(
+    let state_dir = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|d| d.is_absolute())
+        .or_else(|| {
+            let home = PathBuf::from(std::env::var_os("HOME")?);
+            home.is_absolute().then(|| home.join(".local/state"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    state_dir.join("ltxvfs").join("buffers").join(format!(
         "{name}-{:016x}.buffer",
         crate::ltx::crc64(url.as_bytes())
     ))

@@ -54,10 +54,41 @@ pub(super) async fn merge(
     store: &Store,
     cache: &PageCache,
     state: &Snapshot,
-    (min, max): (Txid, Txid),
+    span: (Txid, Txid),
     buffer: u64,
     mut upload: Option<LargeCreate>,
 ) -> Result<Merged> {
+    let encoded = encode(store, cache, state, span, buffer, upload.as_mut()).await;
+    match (encoded, upload) {
+        (Ok(tail), None) => Ok(Merged::Whole(tail)),
+        (Ok(tail), Some(mut upload)) => {
+            if let Err(e) = upload.write(tail).await {
+                upload.abort().await;
+                return Err(e);
+            }
+            let size = upload.written();
+            upload.finish().await?;
+            Ok(Merged::Created(size))
+        }
+        (Err(e), Some(upload)) => {
+            // Parts already sent are billed until the upload is given up.
+            upload.abort().await;
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Encodes the file, handing its bytes to `upload` as they come, if given; returns the
+/// bytes not handed out.
+async fn encode(
+    store: &Store,
+    cache: &PageCache,
+    state: &Snapshot,
+    (min, max): (Txid, Txid),
+    buffer: u64,
+    mut upload: Option<&mut LargeCreate>,
+) -> Result<Vec<u8>> {
     let url = store.url().to_owned();
     let encode_error = |e: ltx::Error| Error::Write {
         url: url.clone(),
@@ -75,22 +106,13 @@ pub(super) async fn merge(
         for (pgno, data) in batch {
             encoder.add_page(pgno, &data).map_err(encode_error)?;
         }
-        if let Some(upload) = upload.as_mut()
+        if let Some(upload) = upload.as_deref_mut()
             && encoder.pending() >= PART
         {
             upload.write(encoder.drain()).await?;
         }
     }
-    let tail = encoder.finish().map_err(encode_error)?;
-    match upload {
-        None => Ok(Merged::Whole(tail)),
-        Some(mut upload) => {
-            upload.write(tail).await?;
-            let size = upload.written();
-            upload.finish().await?;
-            Ok(Merged::Created(size))
-        }
-    }
+    encoder.finish().map_err(encode_error)
 }
 
 /// The steps for `state`'s pages, made as they are asked for (never all at once).

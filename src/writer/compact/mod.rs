@@ -20,7 +20,7 @@ mod merge;
 
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
-use crate::replica::{CompactionConfig, LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot};
+use crate::replica::{CompactionConfig, LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot, Target};
 use crate::store::ListedFile;
 use ladder::Listing;
 use merge::Merged;
@@ -104,7 +104,10 @@ impl Compactor {
         map.retain(|_, c| c.strong_count() > 0);
         let url = replica.url().to_owned();
         if let Some(found) = map.get(&url).and_then(Weak::upgrade) {
-            found.holders.fetch_add(1, Ordering::AcqRel);
+            if found.holders.fetch_add(1, Ordering::AcqRel) == 0 {
+                // Its thread saw the last connection go, and stops: start another.
+                found.start(replica);
+            }
             return Some(found);
         }
         let compactor = Arc::new(Compactor {
@@ -121,21 +124,26 @@ impl Compactor {
                 ..State::default()
             }),
         });
-        let (me, weak_replica) = (Arc::downgrade(&compactor), Arc::downgrade(replica));
-        let tick = config
-            .levels
-            .iter()
-            .chain([&config.l0_retention])
+        // Without its thread the writer still works; the replica just grows.
+        if !compactor.start(replica) {
+            return None;
+        }
+        map.insert(url, Arc::downgrade(&compactor));
+        Some(compactor)
+    }
+
+    /// Starts the thread that runs the ladder; `false` if it cannot be.
+    fn start(self: &Arc<Self>, replica: &Arc<Replica>) -> bool {
+        let (me, weak_replica) = (Arc::downgrade(self), Arc::downgrade(replica));
+        let tick = (self.config.levels.iter())
+            .chain([&self.config.l0_retention])
             .min()
             .map_or(Duration::from_secs(1), |d| *d / 4)
             .clamp(Duration::from_millis(100), Duration::from_secs(1));
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("ltxvfs-compact".into())
-            .spawn(move || run_every(tick, me, weak_replica));
-        // Without its thread the writer still works; the replica just grows.
-        spawned.ok()?;
-        map.insert(url, Arc::downgrade(&compactor));
-        Some(compactor)
+            .spawn(move || run_every(tick, me, weak_replica))
+            .is_ok()
     }
 
     /// A writable connection is done with it; the thread stops after the last.
@@ -342,8 +350,22 @@ impl Compactor {
             max_txid: current.txid,
         };
         let state = current.clone();
-        let made =
-            self.write_merged(replica, id, current.size_bytes(), async move { Ok(state) })?;
+        let made = match self.write_merged(replica, id, current.size_bytes(), async { Ok(state) }) {
+            Err(Error::Vanished { .. }) => {
+                // The writer's page map names files retention has removed since (its own
+                // level-0 files): plan this TXID afresh from what the store holds.
+                let fresh = replica.snapshot_at(Target::Txid(current.txid))?;
+                if fresh.txid != current.txid {
+                    return Err(self.error(format!(
+                        "TXID {} is no longer in the replica to snapshot",
+                        current.txid
+                    )));
+                }
+                let state = fresh.as_ref().clone();
+                self.write_merged(replica, id, fresh.size_bytes(), async { Ok(state) })?
+            }
+            other => other?,
+        };
         self.state().snapshot = Some(Run {
             at: SystemTime::now(),
             file: id,

@@ -176,3 +176,66 @@ fn an_upload_under_an_open_transaction_refuses_nothing() {
     assert!(t.level0_txids().len() > 5, "uploads went up meanwhile");
     assert_eq!(t.restored_rows().len(), 100);
 }
+
+/// A reader whose transaction began before an upload, and whose pages' files retention has
+/// removed since, plans its state again: that must not take the place of the uploaded one
+/// (the writer would go back a TXID, and its next upload would collide with its own).
+#[test]
+fn a_replan_from_before_an_upload_does_not_rewind_the_writer() {
+    let t = WriteTarget::new("write-buffer-replan", Target::File);
+    let extra = format!(
+        "{}&compaction=300ms&l0_retention=300ms&cache_size=256KiB",
+        buffered(&t.dir.join("w.buffer"), "500ms")
+    );
+    let w = open_writer(&t.url, &extra).unwrap();
+    w.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+         INSERT INTO t(v) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n
+           WHERE i < 1500) SELECT randomblob(3000) FROM n;",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    w.execute("INSERT INTO t(v) VALUES (randomblob(10))", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    w.execute("INSERT INTO t(v) VALUES ('local-1')", [])
+        .unwrap();
+    let r = open_writer(&t.url, &extra).unwrap();
+    r.execute_batch("BEGIN").unwrap();
+    let last: String = r
+        .query_row(
+            "SELECT v FROM t WHERE id = (SELECT max(id) FROM t)",
+            [],
+            |x| x.get(0),
+        )
+        .unwrap();
+    assert_eq!(last, "local-1");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before: String = w.query_row("PRAGMA ltx_txid", [], |x| x.get(0)).unwrap();
+    let (n, _): (i64, i64) = r
+        .query_row("SELECT count(*), sum(length(v)) FROM t", [], |x| {
+            Ok((x.get(0)?, x.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(n, 1502);
+    r.execute_batch("COMMIT").unwrap();
+    let after: String = w.query_row("PRAGMA ltx_txid", [], |x| x.get(0)).unwrap();
+    assert!(
+        after >= before,
+        "the writer went from TXID {before} back to {after}"
+    );
+    w.execute("INSERT INTO t(v) VALUES ('local-2')", [])
+        .unwrap();
+    drop((w, r));
+    let restored = t.restore();
+    assert!(!restored.is_empty());
+    let c = Connection::open(t.dir.join("restored.db")).unwrap();
+    let mine: i64 = c
+        .query_row(
+            "SELECT count(*) FROM t WHERE v IN ('local-1', 'local-2')",
+            [],
+            |x| x.get(0),
+        )
+        .unwrap();
+    assert_eq!(mine, 2);
+}
