@@ -11,7 +11,7 @@ pub(crate) mod location;
 
 use crate::error::{Error, Result};
 use crate::replica::LtxFileId;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::ops::Range;
@@ -264,16 +264,25 @@ impl Store {
         })
     }
 
-    /// Deletes an LTX file (compaction and retention, by the writer). A file already gone
-    /// is not an error.
+    /// Deletes LTX files (retention, by the writer): in batches where the store has them
+    /// (S3's DeleteObjects, a thousand keys a request), else many at once. Files already
+    /// gone are not an error.
     ///
     /// # Errors
-    /// [`Error::Io`] if the store refused or failed.
-    pub async fn delete_ltx(&self, id: &LtxFileId) -> Result<()> {
-        match self.client()?.delete(&self.file_path(id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.io_error(format!("deleting {id}"), e)),
+    /// [`Error::Io`] for the first file the store refused or failed to delete.
+    pub async fn delete_ltx_all(&self, ids: &[LtxFileId]) -> Result<()> {
+        let paths: Vec<object_store::Result<Path>> =
+            ids.iter().map(|id| Ok(self.file_path(id))).collect();
+        let mut deleted = self
+            .client()?
+            .delete_stream(futures::stream::iter(paths).boxed());
+        while let Some(outcome) = deleted.next().await {
+            match outcome {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.io_error("deleting compacted files".into(), e)),
+            }
         }
+        Ok(())
     }
 
     /// Bytes `range` of an LTX file. A body shorter than asked (cut short with headers to

@@ -167,7 +167,13 @@ pub(super) fn store(replica: &Replica, built: &Built) -> Result<bool> {
         replica.timeout() * (2 * CREATE_ATTEMPTS + 1),
     )?;
     if stored {
-        super::compact::note_stored(replica.url(), id.max_txid);
+        super::compact::note_stored(
+            replica.url(),
+            id,
+            built.commit,
+            built.timestamp_ms,
+            &built.index,
+        );
     }
     Ok(stored)
 }

@@ -19,8 +19,11 @@ mod ladder;
 mod merge;
 
 use crate::error::{Error, Result};
+use crate::ltx::PageIndex;
 use crate::ltx::Txid;
-use crate::replica::{CompactionConfig, LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot, Target};
+use crate::replica::{
+    CompactionConfig, FileIndex, LtxFileId, PlanFile, Replica, SNAPSHOT_LEVEL, Snapshot, Target,
+};
 use crate::store::ListedFile;
 use ladder::Listing;
 use merge::Merged;
@@ -77,19 +80,57 @@ const READ_AT_ONCE: usize = 8;
 type Registry = HashMap<String, Weak<Compactor>>;
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
 
-/// The TXID each replica's writer in this process stored last.
-static STORED_HERE: Mutex<Option<HashMap<String, Txid>>> = Mutex::new(None);
+/// What this process stored of each replica: the newest TXID, and the headers and indexes
+/// of its recent level-0 files, so that compacting them reads only their pages (most of
+/// which are in the cache).
+#[derive(Default)]
+struct StoredHere {
+    txid: Txid,
+    recent: std::collections::VecDeque<PlanFile>,
+}
 
-/// A commit or upload of this process stored `txid`.
-pub(crate) fn note_stored(url: &str, txid: Txid) {
+/// Level-0 files whose index is kept, per replica.
+const RECENT_FILES: usize = 512;
+
+static STORED_HERE: Mutex<Option<HashMap<String, StoredHere>>> = Mutex::new(None);
+
+/// A commit or upload of this process stored the level-0 file `id` (of `commit` pages,
+/// written at `timestamp_ms`, with `index`).
+pub(crate) fn note_stored(
+    url: &str,
+    id: LtxFileId,
+    commit: u32,
+    timestamp_ms: i64,
+    index: &PageIndex,
+) {
     let mut map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
-    map.get_or_insert_with(HashMap::new)
-        .insert(url.to_owned(), txid);
+    let here = map
+        .get_or_insert_with(HashMap::new)
+        .entry(url.to_owned())
+        .or_default();
+    here.txid = id.max_txid;
+    if here.recent.len() == RECENT_FILES {
+        here.recent.pop_front();
+    }
+    let index = FileIndex::Encoded(index.clone());
+    here.recent.push_back((id, commit, timestamp_ms, index));
 }
 
 fn stored_here(url: &str) -> Option<Txid> {
     let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
-    map.as_ref()?.get(url).copied()
+    map.as_ref()?.get(url).map(|h| h.txid)
+}
+
+/// The header fields and index of `id`, if this process stored it recently.
+fn known_file(url: &str, id: &LtxFileId) -> Option<PlanFile> {
+    let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
+    let here = map.as_ref()?.get(url)?;
+    match here.recent.iter().find(|(f, ..)| f == id)? {
+        (id, commit, time, FileIndex::Encoded(index)) => {
+            Some((*id, *commit, *time, FileIndex::Encoded(index.clone())))
+        }
+        _ => None,
+    }
 }
 
 impl Compactor {
@@ -316,13 +357,24 @@ impl Compactor {
         let made = self.write_merged(replica, id, size, async move {
             // A few files' headers and indexes at a time: a long run of level-0 files
             // (a writer catching up) must not flood the store, nor the commits behind.
-            let mut plan = Vec::with_capacity(files.len());
-            for some in files.chunks(READ_AT_ONCE) {
-                let read =
-                    crate::replica::read_plan_files(&task_store, None, some, Some(page_size))
-                        .await?;
-                plan.extend(read.files);
+            // Files this process stored are known already.
+            let mut plan: Vec<Option<PlanFile>> =
+                files.iter().map(|(id, _)| known_file(&url, id)).collect();
+            let unknown: Vec<(LtxFileId, u64)> = (files.iter().zip(&plan))
+                .filter(|(_, known)| known.is_none())
+                .map(|(file, _)| *file)
+                .collect();
+            let mut read = Vec::with_capacity(unknown.len());
+            for some in unknown.chunks(READ_AT_ONCE) {
+                let files =
+                    crate::replica::read_plan_files(&task_store, None, some, Some(page_size));
+                read.extend(files.await?.files);
             }
+            let mut read = read.into_iter();
+            for slot in plan.iter_mut().filter(|slot| slot.is_none()) {
+                *slot = read.next();
+            }
+            let plan = plan.into_iter().flatten().collect();
             Snapshot::from_plan(page_size, plan).map_err(|(file, source)| Error::Corrupt {
                 url,
                 file,
@@ -436,12 +488,7 @@ impl Compactor {
         crate::fetch::bridged(
             &store,
             "deleting compacted files",
-            async move {
-                for id in gone {
-                    task_store.delete_ltx(&id).await?;
-                }
-                Ok(())
-            },
+            async move { task_store.delete_ltx_all(&gone).await },
             replica.timeout() * 4,
         )
     }
