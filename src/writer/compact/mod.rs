@@ -260,7 +260,19 @@ impl Compactor {
         retention_due: bool,
     ) -> Result<()> {
         let top = self.config.levels.len() as u8;
-        let mut listing = self.list(replica, top)?;
+        // Only the levels this pass needs: a level due, the one below and the one above;
+        // everything for retention; the snapshots for a snapshot.
+        let mut levels = std::collections::BTreeSet::new();
+        for &(i, _) in due {
+            levels.extend([i as u8, i as u8 + 1, (i as u8 + 2).min(top)]);
+        }
+        if retention_due {
+            levels.extend((0..=top).chain([SNAPSHOT_LEVEL]));
+        }
+        if snapshot_due {
+            levels.insert(SNAPSHOT_LEVEL);
+        }
+        let mut listing = self.list(replica, levels.into_iter().collect())?;
         for &(i, boundary) in due {
             let level = i as u8 + 1;
             let empty = Vec::new();
@@ -284,11 +296,13 @@ impl Compactor {
         let snapshots = listing.get(&SNAPSHOT_LEVEL).cloned().unwrap_or_default();
         {
             let mut state = self.state();
-            state.level1_reach = Some(ladder::max_txid(
-                listing.get(&1).map_or(&[][..], Vec::as_slice),
-            ));
-            state.listed_snapshots = true;
-            state.newest_snapshot = snapshots.iter().max_by_key(|f| f.id.max_txid).copied();
+            if let Some(level1) = listing.get(&1) {
+                state.level1_reach = Some(ladder::max_txid(level1));
+            }
+            if listing.contains_key(&SNAPSHOT_LEVEL) {
+                state.listed_snapshots = true;
+                state.newest_snapshot = snapshots.iter().max_by_key(|f| f.id.max_txid).copied();
+            }
         }
         if snapshot_due
             && ladder::snapshot_due(
@@ -319,11 +333,10 @@ impl Compactor {
         Ok(())
     }
 
-    /// Every level of the ladder, level 0 and the snapshots.
-    fn list(&self, replica: &Replica, top: u8) -> Result<Listing> {
+    /// The files of `levels`.
+    fn list(&self, replica: &Replica, levels: Vec<u8>) -> Result<Listing> {
         let store = replica.store().clone();
         let task_store = store.clone();
-        let levels: Vec<u8> = (0..=top).chain([SNAPSHOT_LEVEL]).collect();
         crate::fetch::bridged(
             &store,
             "listing the levels to compact",
