@@ -56,6 +56,8 @@ struct State {
     retention_at: Option<Instant>,
     /// Where level 1 reached at the last pass.
     level1_reach: Option<Txid>,
+    /// After a snapshot failed: not before then.
+    snapshot_not_before: Option<Instant>,
     deleted: u64,
     error: Option<String>,
 }
@@ -230,14 +232,18 @@ impl Compactor {
             / 2;
         let (snapshot_due, retention_due) = {
             let state = self.state();
-            let snapshot_due = !state.listed_snapshots
-                || ladder::snapshot_due(
-                    state.newest_snapshot.as_slice(),
-                    current.txid,
-                    now,
-                    self.started,
-                    self.config.snapshot_interval,
-                );
+            let backing_off = state
+                .snapshot_not_before
+                .is_some_and(|t| Instant::now() < t);
+            let snapshot_due = !backing_off
+                && (!state.listed_snapshots
+                    || ladder::snapshot_due(
+                        state.newest_snapshot.as_slice(),
+                        current.txid,
+                        now,
+                        self.started,
+                        self.config.snapshot_interval,
+                    ));
             let retention_due = state
                 .retention_at
                 .is_none_or(|t| t.elapsed() >= check_every);
@@ -313,7 +319,11 @@ impl Compactor {
                 self.config.snapshot_interval,
             )
         {
-            let made = self.snapshot(replica, current)?;
+            let made = self.snapshot(replica, current).inspect_err(|_| {
+                // A snapshot reads the whole database: not again at the next tick.
+                let wait = self.config.snapshot_interval.min(Duration::from_secs(300));
+                self.state().snapshot_not_before = Some(Instant::now() + wait);
+            })?;
             listing.entry(SNAPSHOT_LEVEL).or_default().push(made);
             self.state().newest_snapshot = Some(made);
         }
