@@ -1,7 +1,7 @@
 //! The SQLite glue: the `ltx` VFS. `ffi/` holds the C tables and every `unsafe` block;
-//! `main_db` is the safe main-database file (snapshot pinning, page-1 patch), `pragmas` its
-//! `ltx_*` pragmas;
-//! `options` resolves per-database settings. Knows nothing of LTX bytes.
+//! `main_db` is the safe main-database file (locks, snapshot pinning, page-1 patch, the
+//! write path's entry), `pragmas` its `ltx_*` pragmas, `journal` the rollback journal of
+//! write mode, `options` the per-database settings. Knows nothing of LTX bytes.
 
 pub(crate) mod ffi;
 mod journal;
