@@ -106,6 +106,12 @@ impl Encoder {
         Ok(())
     }
 
+    /// Makes room for `bytes` more bytes before the next drain (so a file handed out in
+    /// parts of that size is never grown, nor held, at twice the size).
+    pub fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
+    }
+
     /// The bytes written since the last drain (the file is their concatenation, then what
     /// [`Encoder::finish`] returns).
     pub fn drain(&mut self) -> Vec<u8> {

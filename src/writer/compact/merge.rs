@@ -98,6 +98,10 @@ async fn encode(
     header.timestamp_ms = state.timestamp_ms;
     let mut encoder = Encoder::new(header, Encoding::Block).map_err(encode_error)?;
     let run_max = (buffer / IN_FLIGHT).clamp(1 << 16, RUN_MAX);
+    if upload.is_some() {
+        // A part, and the run of frames that may take it past the part size.
+        encoder.reserve(PART + run_max as usize);
+    }
     let page_size = state.page_size;
     let mut pages = futures::stream::iter(steps(state, cache, run_max))
         .map(|step| fetch(store, page_size, step))
