@@ -70,8 +70,8 @@ pub struct ReplicaConfig {
     /// Write mode's durability: `None` (`sync=commit`) stores each COMMIT before it returns;
     /// `Some(interval)` keeps commits in a local buffer file and ships them every interval.
     pub sync: Option<Duration>,
-    /// The buffer file of `sync=<duration>`; `None`: one under the temporary directory,
-    /// named after the replica URL.
+    /// The buffer file of `sync=<duration>`; `None`: one in the state directory
+    /// (`$XDG_STATE_HOME`, else `~/.local/state`), named after the replica URL.
     pub buffer: Option<std::path::PathBuf>,
     /// Write mode: how the writer keeps the replica short (`compaction=`, ...).
     pub compaction: CompactionConfig,

@@ -60,7 +60,6 @@ pub struct LocalPages {
     pub page_size: PageSize,
     /// Database size in pages.
     pub commit: u32,
-    pub timestamp_ms: i64,
     pub pages: BTreeMap<Pgno, (u64, Arc<[u8]>)>,
 }
 

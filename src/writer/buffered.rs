@@ -401,7 +401,6 @@ fn over(base: &Snapshot, record: CommitRecord) -> Snapshot {
         commits: 0,
         page_size: record.page_size,
         commit: record.commit,
-        timestamp_ms: record.timestamp_ms,
         pages: BTreeMap::new(),
     });
     local.pages.retain(|pgno, _| pgno.get() <= record.commit);
@@ -412,7 +411,6 @@ fn over(base: &Snapshot, record: CommitRecord) -> Snapshot {
     local.commits += 1;
     local.commit = record.commit;
     local.page_size = record.page_size;
-    local.timestamp_ms = record.timestamp_ms;
     base.stored().with_local(Some(Arc::new(local)))
 }
 
