@@ -7,6 +7,8 @@
 
 mod backend;
 mod http;
+mod copy;
+pub use copy::{Copied, Taken};
 pub(crate) mod location;
 
 use crate::error::{Error, Result};

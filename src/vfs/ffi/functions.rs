@@ -18,11 +18,14 @@ use std::ptr;
 /// only answer may be called from anywhere.
 pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
     let direct = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
-    let ours: [(&CStr, c_int, SqlFunction); 4] = [
+    let ours: [(&CStr, c_int, SqlFunction); 6] = [
         (c"ltx_last_error", 0, x_ltx_last_error),
         (c"ltx_register", 2, x_ltx_register),
         (c"ltx_register", 3, x_ltx_register),
         (c"ltx_default_vfs", 1, x_ltx_default_vfs),
+        // kind: control (writes a new replica at a URL the caller names)
+        (c"ltx_fork", 2, x_ltx_fork),
+        (c"ltx_fork", 3, x_ltx_fork),
     ];
     let ours = ours
         .into_iter()
@@ -182,6 +185,16 @@ unsafe extern "C" fn x_ltx_default_vfs(
     };
     // SAFETY: SQLite's own arguments.
     unsafe { sql_function(ctx, argc, argv, body) }
+}
+
+/// `ltx_fork(source_url, target_url [, txid_or_time])`: see `crate::ext::ltx_fork`.
+unsafe extern "C" fn x_ltx_fork(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, |_, args| crate::ext::ltx_fork(args).map(Some)) }
 }
 
 /// `name` made absolute by the VFS `vfs`, as SQLite does before it opens a file.
