@@ -6,8 +6,8 @@
 //! - `s3://`: `<path>/<level as %04x>/<min>-<max>.ltx` (no `ltx/`, 4 hex digits)
 
 mod backend;
-mod http;
 mod copy;
+mod http;
 pub use copy::{Copied, Taken};
 pub(crate) mod location;
 

@@ -178,7 +178,10 @@ async fn plan_at(source: &Store, at: Target) -> Result<(Txid, Vec<ListedFile>)> 
     };
     let sizes: HashMap<LtxFileId, ListedFile> = listed.into_iter().map(|f| (f.id, f)).collect();
     let txid = plan.last().map_or(Txid::ZERO, |f| f.max_txid);
-    let plan = plan.iter().filter_map(|id| sizes.get(id).copied()).collect();
+    let plan = plan
+        .iter()
+        .filter_map(|id| sizes.get(id).copied())
+        .collect();
     Ok((txid, plan))
 }
 

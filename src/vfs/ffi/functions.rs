@@ -194,7 +194,11 @@ unsafe extern "C" fn x_ltx_fork(
     argv: *mut *mut ffi::sqlite3_value,
 ) {
     // SAFETY: SQLite's own arguments.
-    unsafe { sql_function(ctx, argc, argv, |_, args| crate::ext::ltx_fork(args).map(Some)) }
+    unsafe {
+        sql_function(ctx, argc, argv, |_, args| {
+            crate::ext::ltx_fork(args).map(Some)
+        })
+    }
 }
 
 /// `name` made absolute by the VFS `vfs`, as SQLite does before it opens a file.
