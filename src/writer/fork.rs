@@ -31,8 +31,8 @@ use std::time::Duration;
 /// The object at a target's root that a fork in progress holds.
 pub(crate) const MARKER: &str = "ltxvfs-fork-in-progress";
 
-/// Copies in flight at once.
-const AT_ONCE: usize = 8;
+/// Copies in flight at once: a plan's dozen files or so in one wave.
+const AT_ONCE: usize = 32;
 
 /// How often a file vanishing from the source (compacted away under the fork) makes the
 /// fork plan the same TXID again before giving up.
@@ -107,7 +107,8 @@ async fn run(source: &Store, target: &Store, at: Target) -> Result<Forked> {
 }
 
 async fn fork_claimed(source: &Store, target: &Store, at: Target) -> Result<Forked> {
-    if let Some(held) = list_all(target).await?.into_iter().next() {
+    let (held, planned) = futures::future::join(list_all(target), plan_at(source, at)).await;
+    if let Some(held) = held?.into_iter().next() {
         return Err(Error::Write {
             url: target.url().to_owned(),
             detail: format!(
@@ -116,7 +117,7 @@ async fn fork_claimed(source: &Store, target: &Store, at: Target) -> Result<Fork
             ),
         });
     }
-    let (txid, mut plan) = plan_at(source, at).await?;
+    let (txid, mut plan) = planned?;
     let mut made = Forked {
         txid,
         files: 0,
