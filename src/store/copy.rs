@@ -224,3 +224,34 @@ async fn stream_into(
     let len = upload.written();
     Ok((upload.finish().await?, len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_stay_in_one_bucket_or_container() {
+        let store = |url: &str| Store::from_url(url, std::time::Duration::from_secs(5)).unwrap();
+        let s3 = "s3://b/x.db?endpoint=http://127.0.0.1:9&region=r";
+        assert!(
+            store(s3)
+                .shares_bucket_with(&store("s3://b/y.db?endpoint=http://127.0.0.1:9&region=r"))
+        );
+        assert!(
+            !store(s3)
+                .shares_bucket_with(&store("s3://c/y.db?endpoint=http://127.0.0.1:9&region=r"))
+        );
+        assert!(
+            !store(s3)
+                .shares_bucket_with(&store("s3://b/y.db?endpoint=http://127.0.0.1:8&region=r"))
+        );
+        assert!(store("az://acct@c/x.db").shares_bucket_with(&store("az://acct@c/y/z.db")));
+        assert!(!store("az://acct@c/x.db").shares_bucket_with(&store("az://acct@d/x.db")));
+        let dir = std::env::temp_dir();
+        let file = format!("file://{}", dir.display());
+        assert!(
+            !store(&file).shares_bucket_with(&store(&file)),
+            "links, not the store"
+        );
+    }
+}

@@ -11,12 +11,12 @@
 //! refused, naming the target. Every file is then created only if its name is free.
 //!
 //! The files that start the database (those whose first TXID is 1: the snapshot, or a
-//! compacted file from the start) are created last, after every other file of the plan.
-//! A reader, `litestream restore` or a writer plans from such a file; before it exists the
-//! target holds no file a plan starts from, so a fork interrupted midway leaves a target
-//! that no reader takes for a database (and that a later fork refuses: it holds LTX files,
-//! and the marker). Once one exists, every later file of the plan exists too, so the target
-//! plans whole at the fork's TXID.
+//! compacted file from the start) are created after every other file of the plan, the one
+//! reaching furthest first and alone ([`creation_order`]). A reader, `litestream restore` or
+//! a writer plans from such a file; before it exists the target holds no file a plan starts
+//! from, so a fork interrupted midway leaves a target that no reader takes for a database
+//! (and that a later fork refuses: it holds LTX files, and the marker). Once it exists,
+//! every later file of the plan exists too, so the target plans whole at the fork's TXID.
 
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
@@ -218,8 +218,22 @@ async fn copy_one(
     Ok((f.id, copied))
 }
 
-/// Creates in `target` the files of `plan` not `created` already: first those that do not
-/// start the database, many at once, then those that do (see the module's comment).
+/// The order a fork creates `plan`'s files in, as batches, each created after the one
+/// before: first the files that do not start the database (many at once), then the one
+/// that starts it and reaches furthest, alone, then the other starting files. Whatever
+/// part of these a fork leaves, a restore plan of the target has no first file until the
+/// second batch is there, and from then on reaches the plan's end: the furthest-reaching
+/// start is followed in the plan only by files of the first batch. (A snapshot that ends
+/// before it, created first, would make the target plan to an older state.)
+fn creation_order(plan: &[ListedFile]) -> [Vec<ListedFile>; 3] {
+    let (mut starts, rest): (Vec<ListedFile>, Vec<ListedFile>) =
+        plan.iter().partition(|f| f.id.min_txid <= Txid(1));
+    starts.sort_by_key(|f| std::cmp::Reverse(f.id.max_txid));
+    let others = starts.split_off(starts.len().min(1));
+    [rest, starts, others]
+}
+
+/// Creates in `target` the files of `plan` not `created` already, in [`creation_order`].
 async fn copy_plan(
     source: &Store,
     target: &Store,
@@ -227,12 +241,11 @@ async fn copy_plan(
     created: &mut HashSet<LtxFileId>,
     made: &mut Forked,
 ) -> Result<()> {
-    let (starts, rest): (Vec<ListedFile>, Vec<ListedFile>) = plan
-        .iter()
-        .copied()
+    let left: Vec<ListedFile> = (plan.iter())
         .filter(|f| !created.contains(&f.id))
-        .partition(|f| f.id.min_txid <= Txid(1));
-    for batch in [rest, starts] {
+        .copied()
+        .collect();
+    for batch in creation_order(&left) {
         let mut copies = futures::stream::iter(batch)
             .map(|f: ListedFile| copy_one(source, target, f))
             .buffer_unordered(AT_ONCE);
@@ -258,4 +271,65 @@ async fn copy_plan(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(level: u8, min: u64, max: u64) -> LtxFileId {
+        LtxFileId {
+            level,
+            min_txid: Txid(min),
+            max_txid: Txid(max),
+        }
+    }
+
+    /// Every target a fork can leave, whatever order its copies finish in: with no file that
+    /// starts the database, no plan; with one, the whole plan, at the fork's TXID.
+    #[test]
+    fn a_partial_fork_plans_whole_or_not_at_all() {
+        let source = [
+            f(9, 1, 5),
+            f(2, 1, 10),
+            f(1, 6, 12),
+            f(1, 11, 20),
+            f(0, 13, 13),
+            f(0, 14, 14),
+            f(0, 21, 21),
+            f(0, 22, 22),
+        ];
+        for t in [5, 10, 12, 14, 20, 22] {
+            let plan: Vec<ListedFile> = (restore_plan(&source, Some(Txid(t))).unwrap())
+                .into_iter()
+                .map(|id| ListedFile {
+                    id,
+                    size: 0,
+                    last_modified: std::time::SystemTime::UNIX_EPOCH,
+                })
+                .collect();
+            let [rest, first, others] = creation_order(&plan);
+            assert_eq!(first.len(), 1);
+            // Any part of the first batch: no plan.
+            for mask in 0..(1u32 << rest.len()) {
+                let some: Vec<LtxFileId> = (rest.iter().enumerate())
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, f)| f.id)
+                    .collect();
+                assert!(restore_plan(&some, None).is_err(), "{t}: {some:?}");
+            }
+            // The first batch, the furthest-reaching start, and any of the other starts.
+            let made: Vec<LtxFileId> = rest.iter().chain(&first).map(|f| f.id).collect();
+            for mask in 0..(1u32 << others.len()) {
+                let mut whole = made.clone();
+                whole.extend(
+                    (others.iter().enumerate())
+                        .filter(|(i, _)| mask & (1 << i) != 0)
+                        .map(|(_, f)| f.id),
+                );
+                let got = restore_plan(&whole, None).unwrap();
+                assert_eq!(got.last().map(|f| f.max_txid), Some(Txid(t)), "{whole:?}");
+            }
+        }
+    }
 }
