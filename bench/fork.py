@@ -14,8 +14,9 @@ copied with the sqlite3 backup API into a `write=1` connection (TXID 1, one file
      copies;
   2. S3 to a `file://` directory at the newest TXID: every byte through the process, in
      parts.
-Each reports wall time, requests by kind, bytes the process read and wrote (/proc/self/io:
-through the client), and its peak RSS above what it had before the fork. Prints a table.
+Each reports wall time, requests by kind, the bytes between the process and the store
+(counted by the proxy, HTTP headers included), the bytes it read and wrote locally
+(/proc/self/io), and its peak RSS (VmHWM) above what it had before the fork. Prints a table.
 Not a test: nothing here passes or fails.
 """
 
@@ -88,7 +89,7 @@ def worker(argv: list[str]) -> None:
     print(json.dumps({
         "txid": txid, "wall_ms": round(wall * 1000, 1),
         "requests": {k: s1[k] - s0.get(k, 0) for k in s1 if s1[k] != s0.get(k, 0)},
-        "through_client_bytes": {k: io1[k] - io0[k] for k in io1},
+        "local_io_bytes": {k: io1[k] - io0[k] for k in io1},
         "rss_before_kib": before_rss, "peak_rss_kib": peak, "peak_above_before_kib": peak - before_rss,
     }))
 
@@ -105,7 +106,39 @@ def main() -> None:
     root = Path(args.root).resolve()
     sys.path.insert(0, str(root / "bench"))
     import boto3
-    from bench import Proxy, free_port, stop_all, wait_port
+    from bench import Proxy, ProxyHandler, free_port, stop_all, wait_port
+
+    class Counted:
+        """A socket file that adds what passes through it to `counter["bytes"]`."""
+
+        def __init__(self, inner, counter):
+            self.inner, self.counter = inner, counter
+
+        def read(self, *a):
+            data = self.inner.read(*a)
+            self.counter["bytes"] += len(data)
+            return data
+
+        def readline(self, *a):
+            data = self.inner.readline(*a)
+            self.counter["bytes"] += len(data)
+            return data
+
+        def write(self, data):
+            self.counter["bytes"] += len(data)
+            return self.inner.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    counter = {"bytes": 0}
+
+    class CountingHandler(ProxyHandler):
+        """bench.py's proxy handler, counting the bytes between client and proxy."""
+
+        def setup(self):
+            super().setup()
+            self.rfile, self.wfile = Counted(self.rfile, counter), Counted(self.wfile, counter)
 
     lib = args.lib or str(root / "target/release/libltxvfs")
     env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
@@ -118,6 +151,7 @@ def main() -> None:
         boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
                      aws_access_key_id="bench", aws_secret_access_key="bench-secret").create_bucket(Bucket="bench")
         proxy = Proxy(proxy_port, moto_port, args.delay_ms / 1000)
+        proxy.RequestHandlerClass = CountingHandler
         import threading
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         purl = f"http://127.0.0.1:{proxy_port}"
@@ -125,10 +159,13 @@ def main() -> None:
         me = ["/usr/bin/python3", __file__, "--worker"]
 
         def run(mode: str, *extra: str, timeout: float = 1800) -> dict:
+            before = counter["bytes"]
             out = subprocess.run(me + [mode, "--lib", lib, "--proxy", purl, *extra], env=env,
                                  capture_output=True, text=True, timeout=timeout)
             lines = out.stdout.strip().splitlines()
-            return json.loads(lines[-1]) if lines else {"error": out.stderr[-600:]}
+            got = json.loads(lines[-1]) if lines else {"error": out.stderr[-600:]}
+            got["client_store_bytes"] = counter["bytes"] - before
+            return got
 
         res: dict = {"size_mb": args.size_mb, "commits": args.commits, "delay_ms": args.delay_ms}
         with tempfile.TemporaryDirectory() as tmp:

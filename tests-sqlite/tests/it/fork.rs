@@ -295,3 +295,28 @@ fn a_fork_killed_midway_leaves_nothing_a_reader_takes_for_a_database() {
     assert!(err.contains(&target.url), "{err}");
     let _ = txids;
 }
+
+#[test]
+fn a_large_file_streams_between_stores_in_parts() {
+    // One commit of ~12 MiB of random pages: more than a copy takes in one request.
+    let src = WriteTarget::new("fork-large", Target::S3);
+    let w = open_writer(&src.url, "&compaction=off").unwrap();
+    w.execute_batch(
+        "CREATE TABLE t(n INTEGER, v BLOB);
+         WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < 4000)
+         INSERT INTO t SELECT i, randomblob(3000) FROM k;",
+    )
+    .unwrap();
+    w.execute("UPDATE t SET v = x'00' WHERE n = 7", []).unwrap();
+    let last = txid(&w);
+    let dir = WriteTarget::new("fork-large-to-file", Target::File);
+    fork(&src.url, &dir.url, None).unwrap();
+    let big = std::fs::metadata(
+        dir.dir
+            .join("replica/ltx/0/0000000000000002-0000000000000002.ltx"),
+    )
+    .unwrap()
+    .len();
+    assert!(big > 8 << 20, "{big} bytes");
+    assert_fork_is(&src, &dir, last);
+}
