@@ -1,7 +1,7 @@
 """`make bench`, fork part (issue 25): what `ltx_fork` costs on a large replica in S3 (moto)
 behind bench.py's proxy (a fixed delay per request, counted by kind).
 
-    fork.py --root REPO [--size-mb 1024] [--commits 20] [--delay-ms 20] [--lib PATH]
+    fork.py --root REPO [--size-mb 512] [--commits 20] [--delay-ms 20] [--lib PATH]
             [--out bench/results-fork.json]
 
 Runs with the moto venv's Python (moto, boto3). Starts moto on 127.0.0.1 and the proxy in
@@ -57,7 +57,7 @@ def worker(argv: list[str]) -> None:
         ap.add_argument(opt, required=True)
     ap.add_argument("--target")
     ap.add_argument("--at")
-    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--size-mb", type=int, default=512)
     ap.add_argument("--commits", type=int, default=20)
     ap.add_argument("--scratch")
     a = ap.parse_args(argv)
@@ -97,7 +97,7 @@ def worker(argv: list[str]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
-    ap.add_argument("--size-mb", type=int, default=1024)
+    ap.add_argument("--size-mb", type=int, default=512)
     ap.add_argument("--commits", type=int, default=20)
     ap.add_argument("--delay-ms", type=float, default=20)
     ap.add_argument("--lib")
