@@ -74,7 +74,7 @@ pub(crate) fn ltx_fork(args: &[Option<String>]) -> Result<String, String> {
     };
     let timeout = crate::vfs::options::DEFAULT_TIMEOUT;
     crate::writer::fork(source, target, at, timeout)
-        .map(|made| made.txid.to_string())
+        .map(|txid| txid.to_string())
         .map_err(|e| format!("ltx_fork: {e}"))
 }
 

@@ -16,15 +16,6 @@ const WHOLE_MAX: u64 = 8 << 20;
 /// The size of a part of a streamed copy (S3's smallest but the last).
 const PART: usize = 5 << 20;
 
-/// How a file was copied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Copied {
-    /// By the store (or a hard link): no bytes through this process.
-    InStore,
-    /// Through this process: the file's size.
-    Streamed(u64),
-}
-
 /// The name was taken in the target.
 #[derive(Debug)]
 pub struct Taken;
@@ -71,7 +62,7 @@ impl Store {
         source: &Store,
         id: &LtxFileId,
         size: u64,
-    ) -> Result<std::result::Result<Copied, Taken>> {
+    ) -> Result<std::result::Result<(), Taken>> {
         let what = || format!("copying {id} from {}", source.url());
         if let (Some(from), Some(to)) = (source.local_path(id), self.local_path(id)) {
             if let Some(parent) = to.parent() {
@@ -79,7 +70,7 @@ impl Store {
             }
             // A link fails if the name exists: as conditional as a create.
             match std::fs::hard_link(&from, &to) {
-                Ok(()) => return Ok(Ok(Copied::InStore)),
+                Ok(()) => return Ok(Ok(())),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Err(Taken)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !from.exists() => {
                     return Err(Error::Vanished {
@@ -98,23 +89,22 @@ impl Store {
                 .copy_if_not_exists(&source.file_path(id), &self.file_path(id))
                 .await
             {
-                Ok(()) => Ok(Ok(Copied::InStore)),
+                Ok(()) => Ok(Ok(())),
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(Err(Taken)),
                 Err(e) => Err(source.io_error(what(), e)),
             };
         }
         if size <= WHOLE_MAX {
             let bytes = source.get_all(id).await?;
-            let len = bytes.len() as u64;
             return Ok(match self.create_ltx(id, bytes).await? {
-                true => Ok(Copied::Streamed(len)),
+                true => Ok(()),
                 false => Err(Taken),
             });
         }
         let upload = self.begin_large(id).await?;
         match stream_into(source, id, size, upload).await? {
-            (true, len) => Ok(Ok(Copied::Streamed(len))),
-            (false, _) => Ok(Err(Taken)),
+            true => Ok(Ok(())),
+            false => Ok(Err(Taken)),
         }
     }
 
@@ -179,13 +169,13 @@ fn bucket_of(l: &Location) -> Option<String> {
 
 /// Streams `source`'s file `id` (`size` bytes) into `upload`, a ranged GET of one part at a
 /// time, the next fetched while one is written (one body stream of the whole file held far more than a part at once, measured:
-/// most of the file, on S3): `(created, bytes)`.
+/// most of the file, on S3): `true` if created, `false` if the name was taken.
 async fn stream_into(
     source: &Store,
     id: &LtxFileId,
     size: u64,
     mut upload: LargeCreate,
-) -> Result<(bool, u64)> {
+) -> Result<bool> {
     let streamed = async {
         // The next part is fetched while one is written: two parts held, at most.
         let ranges = (0..size)
@@ -204,8 +194,7 @@ async fn stream_into(
         upload.abort().await;
         return Err(e);
     }
-    let len = upload.written();
-    Ok((upload.finish().await?, len))
+    upload.finish().await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 mod backend;
 mod copy;
 mod http;
-pub use copy::{Copied, Taken};
+pub use copy::Taken;
 pub(crate) mod location;
 
 use crate::error::{Error, Result};

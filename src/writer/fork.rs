@@ -1,7 +1,8 @@
 //! A fork: a new replica whose state is a source replica's at one TXID, made of copies of
 //! the LTX files of the source's restore plan for that TXID. The files are immutable, so
-//! the copies are made by the store (S3 CopyObject, Azure copy, GCS rewrite; a hard link
-//! between `file://` directories) when source and target share a bucket, container or
+//! the copies are made by the store (on S3 a multipart upload of one part copied from the
+//! source, completed only if the name is free; Azure's and GCS's conditional copy; a hard
+//! link between `file://` directories) when source and target share a bucket, container or
 //! filesystem, and streamed through this process in parts otherwise. A writer (`write=1`)
 //! on the target then commits the next TXID onward; the source is only read.
 //!
@@ -23,7 +24,7 @@ use crate::ltx::Txid;
 use crate::replica::{
     LtxFileId, PlanError, SNAPSHOT_LEVEL, Target, restore_plan, restore_plan_as_of,
 };
-use crate::store::{Copied, ListedFile, Store, Taken};
+use crate::store::{ListedFile, Store, Taken};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -38,21 +39,8 @@ const AT_ONCE: usize = 32;
 /// fork plan the same TXID again before giving up.
 const REPLANS: u32 = 3;
 
-/// What a fork made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Forked {
-    /// The TXID whose state the target holds.
-    pub(crate) txid: Txid,
-    /// Files created in the target.
-    pub(crate) files: usize,
-    /// Of which copied by the store (or linked): no bytes through this process.
-    pub(crate) in_store: usize,
-    /// Bytes of the others, streamed through this process.
-    pub(crate) streamed: u64,
-}
-
-/// Makes at `target_url` a replica whose state is `source_url`'s at `at`, and answers what
-/// it made. `at` as a reader takes it: the newest state, the state at exactly a TXID (which
+/// Makes at `target_url` a replica whose state is `source_url`'s at `at`, and answers the
+/// TXID of that state. `at` as a reader takes it: the newest state, the state at exactly a TXID (which
 /// must be one the source's files reach on their boundaries), or the newest state written
 /// by a time.
 ///
@@ -66,7 +54,7 @@ pub(crate) fn fork(
     target_url: &str,
     at: Target,
     timeout: Duration,
-) -> Result<Forked> {
+) -> Result<Txid> {
     let source = Store::from_url(source_url, timeout)?;
     let target = Store::for_new_replica(target_url, timeout)?;
     if source.url() == target.url() {
@@ -86,7 +74,7 @@ pub(crate) fn fork(
     )
 }
 
-async fn run(source: &Store, target: &Store, at: Target) -> Result<Forked> {
+async fn run(source: &Store, target: &Store, at: Target) -> Result<Txid> {
     let refused = |detail: String| Error::Write {
         url: target.url().to_owned(),
         detail,
@@ -98,15 +86,15 @@ async fn run(source: &Store, target: &Store, at: Target) -> Result<Forked> {
              {MARKER} is there: remove the replica's files and it to fork here again)"
         )));
     }
-    let made = fork_claimed(source, target, at).await;
+    let forked = fork_claimed(source, target, at).await;
     // A target that holds files keeps no marker either: they refuse the next fork.
     let released = target.delete_marker(MARKER).await;
-    let made = made?;
+    let txid = forked?;
     released?;
-    Ok(made)
+    Ok(txid)
 }
 
-async fn fork_claimed(source: &Store, target: &Store, at: Target) -> Result<Forked> {
+async fn fork_claimed(source: &Store, target: &Store, at: Target) -> Result<Txid> {
     let (held, planned) = futures::future::join(list_all(target), plan_at(source, at)).await;
     if let Some(held) = held?.into_iter().next() {
         return Err(Error::Write {
@@ -118,22 +106,16 @@ async fn fork_claimed(source: &Store, target: &Store, at: Target) -> Result<Fork
         });
     }
     let (txid, mut plan) = planned?;
-    let mut made = Forked {
-        txid,
-        files: 0,
-        in_store: 0,
-        streamed: 0,
-    };
     let mut created = HashSet::new();
     let mut replans = 0;
     loop {
-        match copy_plan(source, target, &plan, &mut created, &mut made).await {
+        match copy_plan(source, target, &plan, &mut created).await {
             Err(Error::Vanished { .. }) if replans < REPLANS => {
                 // Compacted away since it was listed: the same state, from the files now.
                 replans += 1;
                 plan = plan_at(source, Target::Txid(txid)).await?.1;
             }
-            other => return other.map(|()| made),
+            other => return other.map(|()| txid),
         }
     }
 }
@@ -213,7 +195,7 @@ async fn copy_one(
     source: &Store,
     target: &Store,
     f: ListedFile,
-) -> Result<(LtxFileId, std::result::Result<Copied, Taken>)> {
+) -> Result<(LtxFileId, std::result::Result<(), Taken>)> {
     let copied = target.copy_ltx_from(source, &f.id, f.size).await?;
     Ok((f.id, copied))
 }
@@ -239,7 +221,6 @@ async fn copy_plan(
     target: &Store,
     plan: &[ListedFile],
     created: &mut HashSet<LtxFileId>,
-    made: &mut Forked,
 ) -> Result<()> {
     let left: Vec<ListedFile> = (plan.iter())
         .filter(|f| !created.contains(&f.id))
@@ -251,13 +232,8 @@ async fn copy_plan(
             .buffer_unordered(AT_ONCE);
         while let Some((id, copied)) = copies.try_next().await? {
             match copied {
-                Ok(how) => {
+                Ok(()) => {
                     created.insert(id);
-                    made.files += 1;
-                    match how {
-                        Copied::InStore => made.in_store += 1,
-                        Copied::Streamed(bytes) => made.streamed += bytes,
-                    }
                 }
                 Err(Taken) => {
                     return Err(Error::Write {
