@@ -76,8 +76,9 @@ def worker(argv: list[str]) -> None:
         uri = f"file:src.db?vfs=ltx&write=1&compaction=off&replica={urllib.parse.quote(a.source, safe='')}"
         w = sqlite3.connect(uri, uri=True, isolation_level=None)
         db.backup(w)
+        rows = a.size_mb * 1024 * 1024 // 4096
         for i in range(a.commits):
-            w.execute("UPDATE t SET v = randomblob(3000) WHERE id = ?", (i * 997 + 1,))
+            w.execute("UPDATE t SET v = randomblob(3000) WHERE id = ?", (i * 997 % rows + 1,))
         print(json.dumps({"txid": w.execute("PRAGMA ltx_txid").fetchone()[0],
                           "bytes": local.stat().st_size}))
         return
