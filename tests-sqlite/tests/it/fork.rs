@@ -320,3 +320,23 @@ fn a_large_file_streams_between_stores_in_parts() {
     assert!(big > 8 << 20, "{big} bytes");
     assert_fork_is(&src, &dir, last);
 }
+
+#[test]
+fn a_schema_cannot_fork() {
+    // ltx_fork is SQLITE_DIRECTONLY: a view or trigger of a database one opens cannot call it.
+    register();
+    let src = WriteTarget::new("fork-schema", Target::File);
+    let target = src.sibling("fork-by-view");
+    let c = Connection::open_in_memory().unwrap();
+    c.execute_batch(&format!(
+        "CREATE VIEW v AS SELECT ltx_fork('{}', '{}') AS x",
+        src.url, target.url
+    ))
+    .unwrap();
+    let err = c
+        .query_row("SELECT x FROM v", [], |r| r.get::<_, String>(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsafe use of ltx_fork"), "{err}");
+    assert!(!target.dir.join("replica").exists());
+}
