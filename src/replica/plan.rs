@@ -16,6 +16,12 @@ use crate::ltx::Txid;
 pub enum PlanError {
     #[error("the replica holds no LTX files")]
     Empty,
+    /// Files exist, but none starts a database: no snapshot, no file from TXID 1.
+    #[error(
+        "the replica has no state to start from: its earliest file, {first}, begins at TXID {}, and no snapshot or file begins at TXID 1",
+        first.min_txid
+    )]
+    NoStart { first: LtxFileId },
     #[error("no LTX file reaches TXID {target}: the earliest state available is later")]
     TargetUnavailable { target: Txid },
     #[error("nothing that was replicated by {time} is still in the replica")]
@@ -70,9 +76,11 @@ fn plan(
     let cur = plan.last().map_or(Txid::ZERO, |f| f.max_txid);
 
     if plan.is_empty() {
-        return Err(match target {
-            Some(target) => PlanError::TargetUnavailable { target },
-            None => PlanError::Empty,
+        let first = files.iter().min_by_key(|f| (f.min_txid, f.max_txid));
+        return Err(match (target, first) {
+            (Some(target), _) => PlanError::TargetUnavailable { target },
+            (None, Some(first)) => PlanError::NoStart { first: *first },
+            (None, None) => PlanError::Empty,
         });
     }
     if check_gaps

@@ -69,6 +69,30 @@ fn uri_param(api: &SqliteApi, name: *const c_char, key: &str) -> Option<String> 
     })
 }
 
+/// The URI parameter names of the database name `name` (a pointer SQLite gave to xOpen);
+/// none on a SQLite older than 3.31, which cannot list them.
+fn uri_keys(api: &SqliteApi, name: *const c_char) -> Vec<String> {
+    let Some(uri_key) = api.uri_key else {
+        return Vec::new();
+    };
+    if name.is_null() {
+        return Vec::new();
+    }
+    (0..)
+        .map_while(|i| {
+            // SAFETY: `name` is the filename SQLite passed to xOpen, with its URI parameters
+            // after it; sqlite3_uri_key returns null past the last one, else a
+            // NUL-terminated string inside that buffer.
+            let key = unsafe { uri_key(name, i) };
+            (!key.is_null()).then(|| {
+                unsafe { CStr::from_ptr(key) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
+
 unsafe extern "C" fn x_open(
     vfs: *mut ffi::sqlite3_vfs,
     name: *const c_char,
@@ -118,9 +142,14 @@ unsafe extern "C" fn x_open(
         let param = |key: &str| {
             uri_param(api, name, key).or_else(|| mapped.as_ref().and_then(|m| m.get(key)))
         };
-        let config = options::resolve(param, |var| std::env::var(var).ok());
-        let start = options::travel(param);
-        let db = match config.and_then(|c| MainDb::open(c, start?)) {
+        let open = || {
+            options::check_uri_parameters(uri_keys(api, name).iter().map(String::as_str))?;
+            let config = options::resolve(param, |var| std::env::var(var).ok())?;
+            let mut db = MainDb::open(config, options::travel(param)?)?;
+            db.sql_time_travel = options::sql_time_travel(param)?;
+            Ok::<_, crate::error::Error>(db)
+        };
+        let db = match open() {
             Ok(db) => db,
             Err(e) => return report(&e, Some(&path)).0,
         };
