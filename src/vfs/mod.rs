@@ -11,6 +11,7 @@ mod options;
 mod pragmas;
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 thread_local! {
     /// The last failed open (of a database or its journal) on this thread, for
@@ -21,12 +22,28 @@ thread_local! {
     static LAST_OPEN_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// The last failed open in the process, for the host's own (trusted) connections only: a
+/// host whose connections hop threads (Go's goroutines, sqlx's worker threads) asks on the
+/// connection it loaded the extension on.
+static PROCESS_LAST_OPEN_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
 /// Records why an open failed on this thread.
 pub(crate) fn set_last_error(message: String) {
-    LAST_OPEN_ERROR.with(|e| *e.borrow_mut() = Some(message));
+    LAST_OPEN_ERROR.with(|e| *e.borrow_mut() = Some(message.clone()));
+    *PROCESS_LAST_OPEN_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(message);
 }
 
 /// Why the last open failed on this thread, if one did.
 fn last_error() -> Option<String> {
     LAST_OPEN_ERROR.with(|e| e.borrow().clone())
+}
+
+/// Why the last open failed in this process, if one did: for trusted connections only.
+fn process_last_error() -> Option<String> {
+    PROCESS_LAST_OPEN_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }

@@ -24,9 +24,14 @@ use std::ptr;
 /// functions that only answer may be called from anywhere.
 pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3, trusted: bool) -> c_int {
     let direct = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
-    // kind: status (answers only the calling connection's, or thread's, last error).
+    // kind: status (answers only the calling connection's, or thread's, last error; on a
+    // trusted connection, the host's own, the process's last failed open too).
+    let last_error: SqlFunction = match trusted {
+        true => x_ltx_last_error_trusted,
+        false => x_ltx_last_error,
+    };
     let status: [(&CStr, c_int, c_int, SqlFunction); 1] =
-        [(c"ltx_last_error", 0, direct, x_ltx_last_error)];
+        [(c"ltx_last_error", 0, direct, last_error)];
     // kind: control (the process's VFS and name mappings; settings that name paths and
     // endpoints).
     let control: [(&CStr, c_int, c_int, SqlFunction); 3] = [
@@ -141,6 +146,30 @@ unsafe extern "C" fn x_ltx_last_error(
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { last_error(ctx, argc, argv, false) }
+}
+
+/// `ltx_last_error()` on a trusted connection: as on any other, then the process's last
+/// failed open (a host whose connections hop threads asks on the one it loaded the
+/// extension on: Go's goroutines, sqlx's worker threads).
+unsafe extern "C" fn x_ltx_last_error_trusted(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { last_error(ctx, argc, argv, true) }
+}
+
+/// # Safety
+/// `ctx`, `argc` and `argv` are what SQLite passed to `ltx_last_error()`.
+unsafe fn last_error(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+    trusted: bool,
+) {
     let body = |api: &SqliteApi, _: &[Option<String>]| {
         // SAFETY: `ctx` is this call's context; its connection is open while it runs.
         let db = unsafe { (api.context_db_handle)(ctx) };
@@ -150,7 +179,9 @@ unsafe extern "C" fn x_ltx_last_error(
                 _ => None,
             }
         });
-        Ok(own.or_else(crate::vfs::last_error))
+        Ok(own
+            .or_else(crate::vfs::last_error)
+            .or_else(|| trusted.then(crate::vfs::process_last_error).flatten()))
     };
     // SAFETY: SQLite's own arguments.
     unsafe { sql_function(ctx, argc, argv, body) }
