@@ -77,6 +77,29 @@ pub(crate) fn ltx_register(
     Ok(path)
 }
 
+/// `ltx_fork(source_url, target_url [, txid_or_time])`: makes at `target_url` a replica
+/// whose state is the source's at that TXID (hexadecimal), time (as `ltx_set_time` takes
+/// it) or the newest (none, NULL or 'latest'). Returns the TXID as 16 hex digits, or the
+/// sentence of the SQL error.
+pub(crate) fn ltx_fork(args: &[Option<String>]) -> Result<String, String> {
+    const USAGE: &str = "usage: ltx_fork(source_url, target_url [, txid_or_time])";
+    let (Some(Some(source)), Some(Some(target))) = (args.first(), args.get(1)) else {
+        return Err(USAGE.into());
+    };
+    let at = match args.get(2).cloned().flatten() {
+        None => crate::replica::Target::Latest,
+        Some(at) => match crate::vfs::options::parse_txid(&at) {
+            Some(txid) => crate::replica::Target::Txid(txid),
+            None => crate::vfs::options::parse_time(&at)
+                .map_err(|e| format!("ltx_fork: {e}, or a TXID in hexadecimal"))?,
+        },
+    };
+    let timeout = crate::vfs::options::DEFAULT_TIMEOUT;
+    crate::writer::fork(source, target, at, timeout)
+        .map(|made| made.txid.to_string())
+        .map_err(|e| format!("ltx_fork: {e}"))
+}
+
 /// The argument of `ltx_default_vfs`: 1/0, true/false, on/off, yes/no; a number is on when
 /// not zero (drivers bind JavaScript numbers as reals: `1.0`).
 pub(crate) fn switch(arg: Option<&str>) -> Option<bool> {

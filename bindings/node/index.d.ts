@@ -40,6 +40,14 @@ export declare function setDefaultVfs(db: Database, on: boolean): string;
 export declare function lastError(db: Database): string | null;
 /** Opens a replica as a read-only better-sqlite3 Database. */
 export declare function open(replicaUrl: string, options?: OpenOptions): Database;
+/** Where a fork's state is taken: a TXID (a number or hexadecimal text), or a time. */
+export interface ForkOptions {
+  txid?: number | bigint | string;
+  time?: Date | string;
+}
+/** Makes at `target` (holding no LTX files) a replica whose state is `source`'s at that TXID or
+ * time (the newest by default); returns its TXID as 16 hex digits. */
+export declare function fork(source: string, target: string, options?: ForkOptions): string;
 
 declare const ltxvfs: {
   SETTINGS: typeof SETTINGS;
@@ -49,5 +57,6 @@ declare const ltxvfs: {
   setDefaultVfs: typeof setDefaultVfs;
   lastError: typeof lastError;
   open: typeof open;
+  fork: typeof fork;
 };
 export default ltxvfs;

@@ -60,6 +60,27 @@ function lastError(db) {
   return db.prepare('SELECT ltx_last_error()').pluck().get();
 }
 
+/** Makes at `target` (a replica URL holding no LTX files) a replica whose state is
+ * `source`'s at `options.txid` (a number, or hexadecimal text), at `options.time` (a Date,
+ * RFC 3339 text or '5 minutes ago'), or the newest state. Returns the TXID of the fork's
+ * state as 16 hex digits; a writer (write=1) on `target` commits the next TXID. */
+function fork(source, target, options = {}) {
+  const { txid, time } = options;
+  if (txid != null && time != null) throw new TypeError('ltxvfs.fork: give txid or time, not both');
+  let at = null;
+  if (txid != null) at = typeof txid === 'number' || typeof txid === 'bigint' ? txid.toString(16) : String(txid);
+  else if (time != null) at = time instanceof Date ? time.toISOString() : String(time);
+  const Database = require('better-sqlite3');
+  // A connection the extension is loaded on: control functions are trusted there.
+  const control = new Database(':memory:');
+  try {
+    load(control);
+    return control.prepare('SELECT ltx_fork(?, ?, ?)').pluck().get(source, target, at);
+  } finally {
+    control.close();
+  }
+}
+
 /** Opens the replica at `replicaUrl` as a read-only better-sqlite3 Database.
  * `options`: the extension's settings (cache_size, timeout, poll, hydrate, txid, time), plus
  * `name` (the label the database is opened by; nothing is read or written there) and
@@ -89,4 +110,4 @@ function open(replicaUrl, options = {}) {
   }
 }
 
-module.exports = { getLoadablePath, load, register, setDefaultVfs, lastError, open, SETTINGS };
+module.exports = { getLoadablePath, load, register, setDefaultVfs, lastError, open, fork, SETTINGS };

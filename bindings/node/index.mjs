@@ -1,4 +1,4 @@
 import ltxvfs from './index.js';
 
-export const { getLoadablePath, load, register, setDefaultVfs, lastError, open, SETTINGS } = ltxvfs;
+export const { getLoadablePath, load, register, setDefaultVfs, lastError, open, fork, SETTINGS } = ltxvfs;
 export default ltxvfs;

@@ -16,6 +16,7 @@ mod snapshot;
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
 pub(crate) use plan_files::read_plan_files;
+pub(crate) use replica::written_by;
 pub use replica::{CompactionConfig, Replica, ReplicaConfig, ReplicaStats, Target, Warm};
 pub(crate) use snapshot::{FileIndex, PlanFile};
 pub use snapshot::{LocalPages, PageRef, Snapshot};

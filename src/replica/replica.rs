@@ -574,7 +574,7 @@ impl Replica {
 /// The files written at or before `t`, by their LTX header time. A file listed as
 /// modified well before `t` was written before it; one listed in the window around `t` has
 /// its header read to know.
-async fn written_by<'a>(
+pub(crate) async fn written_by<'a>(
     store: &Store,
     listed: impl Iterator<Item = &'a ListedFile>,
     t: SystemTime,

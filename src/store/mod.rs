@@ -6,7 +6,9 @@
 //! - `s3://`: `<path>/<level as %04x>/<min>-<max>.ltx` (no `ltx/`, 4 hex digits)
 
 mod backend;
+mod copy;
 mod http;
+pub use copy::{Copied, Taken};
 pub(crate) mod location;
 
 use crate::error::{Error, Result};

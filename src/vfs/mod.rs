@@ -7,7 +7,7 @@ pub(crate) mod ffi;
 mod journal;
 mod main_db;
 pub(crate) mod names;
-mod options;
+pub(crate) mod options;
 mod pragmas;
 
 use std::cell::RefCell;

@@ -118,6 +118,13 @@ impl WriteTarget {
     }
 
     fn restore_with(&self, args: &[&str]) -> Vec<u8> {
+        self.try_restore(args)
+            .unwrap_or_else(|e| panic!("restore failed: {e}"))
+    }
+
+    /// The real `litestream restore` with `args`: the file's bytes, or what it printed when
+    /// it failed.
+    pub fn try_restore(&self, args: &[&str]) -> Result<Vec<u8>, String> {
         let config = self.dir.join("restore.yml");
         let db_path = self.dir.join("primary.db");
         std::fs::write(
@@ -143,12 +150,10 @@ impl WriteTarget {
             .arg(&db_path)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "restore failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        std::fs::read(out).unwrap()
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        std::fs::read(out).map_err(|e| e.to_string())
     }
 
     /// The rows of table t (tag, n) of the restored database, each with how many times
@@ -166,6 +171,50 @@ impl WriteTarget {
             *rows.entry(row.unwrap()).or_insert(0) += 1;
         }
         rows
+    }
+
+    /// The replica at `path` beside this one (a directory beside it, or a path in the same
+    /// bucket or container), not made yet: where a fork of it may go.
+    pub fn sibling(&self, path: &str) -> WriteTarget {
+        let dir = self.dir.join(path);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (url, other_url, replica_yaml) = if self.url.starts_with("file:") {
+            let replica = dir.join("replica");
+            let url = file_url(&replica);
+            (
+                url.clone(),
+                url.replacen("file://", "file://localhost", 1),
+                format!("type: file\n      path: {}", replica.display()),
+            )
+        } else {
+            let moved = |s: &str| s.replacen("/app.db", &format!("/{path}"), 1);
+            (
+                moved(&self.url),
+                moved(&self.other_url),
+                self.replica_yaml
+                    .replacen("path: app.db", &format!("path: {path}"), 1),
+            )
+        };
+        WriteTarget {
+            url,
+            other_url,
+            dir,
+            replica_yaml,
+            litestream_env: self.litestream_env.clone(),
+        }
+    }
+
+    /// The files of `level` the replica holds, as (min, max) TXIDs, ascending.
+    pub fn files(&self, level: u8) -> Vec<(u64, u64)> {
+        let store = ltxvfs::store::Store::from_url(&self.url, Duration::from_secs(10)).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let files = rt.block_on(store.list_level(level)).unwrap();
+        (files.iter())
+            .map(|f| (f.id.min_txid.get(), f.id.max_txid.get()))
+            .collect()
     }
 
     /// The level-0 TXIDs the replica holds, ascending, as listed by ltxvfs's store.

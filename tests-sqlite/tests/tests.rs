@@ -14,6 +14,8 @@ mod errors;
 mod faults;
 #[path = "it/follow.rs"]
 mod follow;
+#[path = "it/fork.rs"]
+mod fork;
 #[path = "it/functions.rs"]
 mod functions;
 #[path = "it/gcs.rs"]

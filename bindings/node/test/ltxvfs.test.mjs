@@ -95,3 +95,19 @@ test('by hand: load, register, default VFS; unmapped names are errors', () => {
   local.close();
   control.close();
 });
+
+test('fork', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ltxvfs-fork-'));
+  const past = `file://${path.join(dir, 'past')}`;
+  assert.equal(ltxvfs.fork(url, past, { txid: 1 }), '0000000000000001');
+  const latest = `file://${path.join(dir, 'latest')}`;
+  assert.equal(ltxvfs.fork(url, latest), '0000000000000002');
+  const old = ltxvfs.open(past, { poll: 0 });
+  assert.equal(old.prepare('SELECT count(*) FROM orders').pluck().get(), 2000);
+  old.close();
+  const now = ltxvfs.open(latest, { poll: 0 });
+  assert.equal(now.prepare('SELECT count(*) FROM orders').pluck().get(), 1980);
+  now.close();
+  assert.equal(ltxvfs.fork(url, `file://${path.join(dir, 'at-time')}`, { time: new Date() }), '0000000000000002');
+  assert.throws(() => ltxvfs.fork(url, past), /no LTX files/);
+});

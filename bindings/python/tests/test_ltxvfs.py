@@ -215,3 +215,24 @@ def test_shared_cache_memory_databases_opened_after_the_switch_stay_shared():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["seen", "0"]
+
+
+def test_fork(tmp_path):
+    # Both states of the source, as new replicas; a fork at TXID 1 is a hard link of the
+    # source's file, so the source is read, never written.
+    past = f"file://{tmp_path / 'past'}"
+    assert ltxvfs.fork(URL, past, txid=1) == "0000000000000001"
+    latest = f"file://{tmp_path / 'latest'}"
+    assert ltxvfs.fork(URL, latest) == "0000000000000002"
+    with ltxvfs.connect(past, poll=0) as db:
+        assert db.execute("SELECT count(*) FROM orders").fetchone() == (2000,)
+    with ltxvfs.connect(latest, poll=0) as db:
+        assert db.execute("SELECT count(*) FROM orders").fetchone() == (1980,)
+        assert db.execute("PRAGMA ltx_txid").fetchone() == ("0000000000000002",)
+    # A time: the newest state written by now.
+    now = dt.datetime.now(dt.timezone.utc)
+    assert ltxvfs.fork(URL, f"file://{tmp_path / 'now'}", time=now) == "0000000000000002"
+    with pytest.raises(sqlite3.OperationalError, match="no LTX files"):
+        ltxvfs.fork(URL, past)
+    with pytest.raises(ValueError):
+        ltxvfs.fork(URL, f"file://{tmp_path / 'x'}", txid=1, time=now)

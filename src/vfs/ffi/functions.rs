@@ -34,10 +34,13 @@ pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3, trusted: bool) ->
         [(c"ltx_last_error", 0, direct, last_error)];
     // kind: control (the process's VFS and name mappings; settings that name paths and
     // endpoints).
-    let control: [(&CStr, c_int, c_int, SqlFunction); 3] = [
+    // ltx_fork writes a new replica at a URL the caller names.
+    let control: [(&CStr, c_int, c_int, SqlFunction); 5] = [
         (c"ltx_register", 2, direct, x_ltx_register),
         (c"ltx_register", 3, direct, x_ltx_register),
         (c"ltx_default_vfs", 1, direct, x_ltx_default_vfs),
+        (c"ltx_fork", 2, direct, x_ltx_fork),
+        (c"ltx_fork", 3, direct, x_ltx_fork),
     ];
     let ours = status
         .into_iter()
@@ -259,6 +262,20 @@ unsafe extern "C" fn x_ltx_default_vfs(
     };
     // SAFETY: SQLite's own arguments.
     unsafe { sql_function(ctx, argc, argv, body) }
+}
+
+/// `ltx_fork(source_url, target_url [, txid_or_time])`: see `crate::ext::ltx_fork`.
+unsafe extern "C" fn x_ltx_fork(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe {
+        sql_function(ctx, argc, argv, |_, args| {
+            crate::ext::ltx_fork(args).map(Some)
+        })
+    }
 }
 
 /// `name` made absolute by the VFS `vfs`, as SQLite does before it opens a file.

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Union
 from urllib.parse import quote
 
-__all__ = ["loadable_path", "load", "connect", "register", "default_vfs", "last_error", "SETTINGS"]
+__all__ = ["loadable_path", "load", "connect", "register", "default_vfs", "fork", "last_error", "SETTINGS"]
 __version__ = "0.1.0"
 
 #: The settings ``connect`` takes, as the extension's URI parameters name them.
@@ -186,6 +186,36 @@ def connect(
             conn.close()
             raise
     return conn
+
+
+def fork(
+    source: str,
+    target: str,
+    txid: Union[str, int, None] = None,
+    time: Union[str, _dt.datetime, None] = None,
+) -> str:
+    """Makes at ``target`` (a replica URL holding no LTX files) a replica whose state is
+    ``source``'s at ``txid`` (an int, or hexadecimal text as ``PRAGMA ltx_txid`` prints it),
+    at ``time`` (an aware datetime, RFC 3339 text or ``"5 minutes ago"``), or the newest
+    state when neither is given. Returns the TXID of the fork's state as 16 hex digits; a
+    writer (``write=1``) on ``target`` then commits the next TXID. The files are copied by
+    the store where source and target share a bucket, container or filesystem.
+
+    Raises ``sqlite3.OperationalError`` with the extension's sentence when it cannot fork.
+    """
+    if txid is not None and time is not None:
+        raise ValueError("ltxvfs.fork: give txid or time, not both")
+    at = None
+    if txid is not None:
+        at = format(txid, "x") if isinstance(txid, int) else str(txid)
+    elif time is not None:
+        at = _setting(time)
+    # A connection the extension is loaded on: control functions are trusted there.
+    conn = _control()
+    try:
+        return conn.execute("SELECT ltx_fork(?, ?, ?)", (source, target, at)).fetchone()[0]
+    finally:
+        conn.close()
 
 
 def last_error() -> Union[str, None]:
