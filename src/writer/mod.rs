@@ -12,6 +12,7 @@ mod commit;
 mod compact;
 mod dirty;
 mod locks;
+pub(crate) mod private_dir;
 
 pub(crate) use buffered::Buffered;
 pub(crate) use commit::commit;
