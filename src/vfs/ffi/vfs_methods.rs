@@ -170,8 +170,8 @@ macro_rules! delegate {
 
 /// The local path of the rollback journal SQLite names `name` (`vfs::journal`), or `None`
 /// for a name that is not a journal's; an error sentence if its directory cannot be made
-/// private. `name` is the pointer SQLite gave xOpen or xDelete
-/// for the journal: its database's URI parameters can be read from it
+/// private. `name` is the pointer SQLite gave xOpen or xDelete for the journal: its
+/// database's URI parameters can be read from it
 /// (https://www.sqlite.org/c3ref/uri_parameter.html), and name the replica.
 fn local_journal_of(name: *const c_char) -> Option<Result<&'static CStr, String>> {
     if name.is_null() {
