@@ -45,15 +45,6 @@ pub fn restore_plan(
     plan(files, target, target.is_none())
 }
 
-/// The newest state that `files` reach, with no complaint about files past a gap: for a
-/// point in time, where `files` are those written before it.
-///
-/// # Errors
-/// [`PlanError::Empty`] when no file starts a chain.
-pub fn restore_plan_as_of(files: &[LtxFileId]) -> Result<Vec<LtxFileId>, PlanError> {
-    plan(files, None, false)
-}
-
 fn plan(
     files: &[LtxFileId],
     target: Option<Txid>,

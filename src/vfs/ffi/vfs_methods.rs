@@ -108,10 +108,20 @@ unsafe extern "C" fn x_open(
             // rollback journal goes to a local directory of ours (`journal`).
             let journal = (flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0)
                 .then(|| local_journal_of(name))
-                .flatten();
-            if let Some(j) = journal {
-                journal::before_open(j);
-            }
+                .flatten()
+                .map(|j| j.and_then(|j| journal::before_open(j).map(|()| j)));
+            let journal = match journal.transpose() {
+                Ok(journal) => journal,
+                // A directory that cannot be made private: no journal, and a sentence.
+                Err(detail) => {
+                    let message = format!("ltxvfs: cannot keep the rollback journal: {detail}");
+                    if let Some(api) = api() {
+                        api.log(ffi::SQLITE_CANTOPEN, &message);
+                    }
+                    crate::vfs::set_last_error(message);
+                    return ffi::SQLITE_CANTOPEN;
+                }
+            };
             let name = journal.map_or(name, CStr::as_ptr);
             // SAFETY: `file` has szOsFile bytes, at least the default VFS's own size.
             let rc = match unsafe { (*base).xOpen } {
@@ -188,10 +198,11 @@ macro_rules! delegate {
 }
 
 /// The local path of the rollback journal SQLite names `name` (`vfs::journal`), or `None`
-/// for a name that is not a journal's. `name` is the pointer SQLite gave xOpen or xDelete
-/// for the journal: its database's URI parameters can be read from it
+/// for a name that is not a journal's; an error sentence if its directory cannot be made
+/// private. `name` is the pointer SQLite gave xOpen or xDelete for the journal: its
+/// database's URI parameters can be read from it
 /// (https://www.sqlite.org/c3ref/uri_parameter.html), and name the replica.
-fn local_journal_of(name: *const c_char) -> Option<&'static CStr> {
+fn local_journal_of(name: *const c_char) -> Option<Result<&'static CStr, String>> {
     if name.is_null() {
         return None;
     }
@@ -202,7 +213,7 @@ fn local_journal_of(name: *const c_char) -> Option<&'static CStr> {
         .and_then(|api| uri_param(api, name, "replica"))
         .or_else(|| names::get(db).and_then(|m| m.get("replica")))
         .unwrap_or_default();
-    journal::local_journal(given, &replica)
+    Some(journal::local_journal(given, &replica))
 }
 
 unsafe extern "C" fn x_delete(
@@ -210,8 +221,13 @@ unsafe extern "C" fn x_delete(
     name: *const c_char,
     sync: c_int,
 ) -> c_int {
-    // SQLite deletes a journal by the name it opened it with: ours was moved.
-    let name = local_journal_of(name).map_or(name, CStr::as_ptr);
+    // SQLite deletes a journal by the name it opened it with: ours was moved. Without a
+    // private directory no journal was made: there is nothing to delete.
+    let name = match local_journal_of(name) {
+        None => name,
+        Some(Ok(journal)) => journal.as_ptr(),
+        Some(Err(_)) => return ffi::SQLITE_IOERR_DELETE_NOENT,
+    };
     delegate!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync)
 }
 
