@@ -64,6 +64,7 @@ test: build live-fixtures
 	scripts/with-stores.sh $(CARGO) test -p ltxvfs-sqlite-tests
 	/usr/bin/python3 tests/fork_after_use.py target/release/libltxvfs "file://$(CURDIR)/sql-tests/replica"
 	/usr/bin/python3 tests/rss_bound.py target/release/libltxvfs $(TOOLS)/litestream-0.5.17/bin/litestream
+	/usr/bin/python3 tests/private_journals.py target/release/libltxvfs
 	$(MAKE) --no-print-directory sql-test clients-test
 	$(MAKE) --no-print-directory python-test node-test
 

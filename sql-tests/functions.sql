@@ -16,8 +16,11 @@ ATTACH 'file:past.db?vfs=ltx&replica=file://@REPLICA@&poll=0&txid=1' AS past;
 SELECT ltx_txid('past'), ltx_time('past'), ltx_txid('main');
 SELECT count(*) FROM past.orders, (SELECT 1);
 -- Travel, as PRAGMA ltx_time = T: the answer is the TXID reached, read from the next
--- transaction on. (Travel to a past time is tested in tests-sqlite: this replica's files
--- carry their checkout's mtime, which travel by time trusts.)
+-- transaction on. It moves the connection for its later statements, so SQL may call it only
+-- where the host trusts it (README "Security"). Expected error: not on this connection, which
+-- .open made; loading the extension on it is the host's trust.
+SELECT ltx_set_time('latest');
+.load @LIB@
 SELECT litestream_set_time('latest', 'past');
 SELECT ltx_txid('past'), count(*) FROM past.orders;
 SELECT ltx_set_time('latest');

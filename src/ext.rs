@@ -2,11 +2,33 @@
 //! `sqlite3_ltxvfs_init`, is in `vfs::ffi` (it is FFI), which also turns SQLite's function
 //! calls into calls of the safe bodies here.
 //!
+//! # Threat model (README "Security", issue #22)
+//! Trusted: the host — its code, its environment, the URIs and plugin configuration it
+//! passes, the API calls it makes (`register()`, loading the extension, the packages'
+//! `register`/`default_vfs`/`fork`). Not trusted: SQL text run on the host's connections
+//! (Datasette serves SELECT to anonymous visitors). So every SQL function is of one
+//! [`Kind`]:
+//! - [`Kind::Status`] answers, read-only, about the calling connection's own databases (or
+//!   its thread's failed open) and changes nothing: on every connection. `ltx_txid()`,
+//!   `ltx_time()`, `ltx_lag()`, `ltx_stats()`, `ltx_hydration()`, `ltx_last_error()` and
+//!   Litestream's readers.
+//! - [`Kind::Control`] changes state beyond its own statement (the process's default VFS,
+//!   name mappings, a connection's place in time) or names a local path or an endpoint:
+//!   only on trusted connections — the connection the extension was loaded on (loading is
+//!   itself a trusted act), or every connection when the host sets `LTXVFS_TRUSTED_SQL=1`
+//!   (or calls `trust_connection` from Rust). `ltx_register`, `ltx_default_vfs`,
+//!   `ltx_set_time`/`litestream_set_time`. Exception, by the host's choice per database: a
+//!   database opened with `sql_time_travel=1` lets any connection's SQL move it in time.
+//!
+//! PRAGMA statements are the host's to allow or not (a host that serves strangers allows
+//! SELECT only, as Datasette does); the functions exist because SELECT reaches them.
+//!
 //! - `ltx_register(name, url [, settings])` maps a database name to a replica, for drivers
 //!   that open plain file names; `ltx_register(name, NULL)` removes the mapping.
 //! - `ltx_default_vfs(on)` makes `ltx` the default VFS (1) or gives the place back (0).
-//! - `ltx_last_error()` is the sentence behind the process's last error (why an open failed:
-//!   SQLite itself only says "unable to open database file").
+//! - `ltx_last_error()` is the sentence behind the calling connection's last error, or the
+//!   calling thread's last failed open (SQLite itself only says "unable to open database
+//!   file").
 //! - The status functions, callable from SELECT where a PRAGMA cannot go (Datasette, ORMs):
 //!   `ltx_txid()`, `ltx_time()`, `ltx_lag()`, `ltx_stats()`, `ltx_hydration()` and
 //!   `ltx_set_time(t)`, with Litestream's names as aliases. Each answers for one database of
@@ -93,6 +115,25 @@ pub(crate) fn switch(arg: Option<&str>) -> Option<bool> {
     }
 }
 
+/// Which connections a SQL function exists on (see the module's threat model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Read-only answers about the calling connection's own databases: every connection.
+    Status,
+    /// Changes state beyond its own statement, or names a local path or an endpoint: only
+    /// trusted connections.
+    Control,
+}
+
+/// The pragma behind `ltx_last_error()`: a database file's own last error (its
+/// connection's, its replica's follower or buffer), without the thread's failed open that
+/// `PRAGMA ltx_last_error` falls back to.
+pub(crate) const OWN_ERROR_PRAGMA: &str = "ltx_own_error";
+
+/// The pragma `ltx_set_time(t)` asks on a connection that is not trusted: the database's
+/// file travels only if its URI said `sql_time_travel=1`.
+pub(crate) const SQL_TRAVEL_PRAGMA: &str = "ltx_sql_time";
+
 /// A status function: `name([schema])`, or `name(value [, schema])` when it sets.
 #[derive(Debug)]
 pub(crate) struct StatusFunction {
@@ -160,12 +201,24 @@ impl From<Option<String>> for SqlValue {
 }
 
 impl StatusFunction {
+    /// A function that sets moves a connection in time for its later statements.
+    pub(crate) fn kind(&self) -> Kind {
+        if self.sets {
+            Kind::Control
+        } else {
+            Kind::Status
+        }
+    }
+
     /// Runs the function on its SQL arguments (as text, `None` for NULL); `ask(schema,
-    /// pragma, value)` puts the pragma to that database's file. Returns the result, or the
-    /// sentence of the SQL error.
+    /// pragma, value)` puts the pragma to that database's file; `trusted`: the calling
+    /// connection is (a function that sets then asks its own pragma, else the one a
+    /// database answers only if its URI allowed it). Returns the result, or the sentence
+    /// of the SQL error.
     pub(crate) fn call(
         &self,
         args: &[Option<String>],
+        trusted: bool,
         ask: impl FnOnce(&str, &str, Option<&str>) -> Asked,
     ) -> Result<SqlValue, String> {
         let name = self.name.to_string_lossy();
@@ -186,7 +239,11 @@ impl StatusFunction {
             Some(Some(schema)) => schema.as_str(),
             Some(None) => return Err(format!("{name}: the schema name is NULL")),
         };
-        match ask(schema, self.pragma, value) {
+        let pragma = match (self.sets, trusted) {
+            (true, false) => SQL_TRAVEL_PRAGMA,
+            _ => self.pragma,
+        };
+        match ask(schema, pragma, value) {
             Asked::Answered(None) => Ok(SqlValue::Null),
             Asked::Answered(Some(text)) if self.integer => text
                 .parse()
@@ -261,7 +318,7 @@ mod tests {
     fn status_functions_ask_their_pragma_of_main_or_the_schema_given() {
         let asked = |f: &str, args: &[Option<&str>]| {
             let mut seen = None;
-            let out = function(f).call(&text(args), |schema, pragma, value| {
+            let out = function(f).call(&text(args), true, |schema, pragma, value| {
                 seen = Some((
                     schema.to_string(),
                     pragma.to_string(),
@@ -281,6 +338,16 @@ mod tests {
             seen,
             ("aux".into(), "ltx_time".into(), Some("latest".into()))
         );
+        // On a connection that is not trusted, a function that sets asks the pragma its
+        // database answers only if the host's URI allowed it.
+        let mut seen = None;
+        let _ = function("ltx_set_time").call(&text(&[Some("latest")]), false, |_, p, _| {
+            seen = Some(p.to_string());
+            Asked::Answered(None)
+        });
+        assert_eq!(seen.as_deref(), Some(SQL_TRAVEL_PRAGMA));
+        assert_eq!(function("ltx_set_time").kind(), Kind::Control);
+        assert_eq!(function("ltx_txid").kind(), Kind::Status);
         let (out, seen) = asked("litestream_lag", &[]);
         assert_eq!(out, Ok(SqlValue::Integer(7)));
         assert_eq!(seen.1, "litestream_lag");
@@ -289,7 +356,9 @@ mod tests {
     #[test]
     fn status_functions_say_why_they_cannot_answer() {
         let err = |f: &str, args: &[Option<&str>], asked: Asked| {
-            function(f).call(&text(args), |_, _, _| asked).unwrap_err()
+            function(f)
+                .call(&text(args), true, |_, _, _| asked)
+                .unwrap_err()
         };
         let e = err("ltx_txid", &[], Asked::NotLtx);
         assert!(
@@ -306,7 +375,7 @@ mod tests {
         assert!(err("ltx_txid", &[None], Asked::NotLtx).contains("NULL"));
         let e = err("litestream_lag", &[], Asked::Answered(Some("soon".into())));
         assert!(e.contains("not an integer"), "{e}");
-        let null = function("ltx_stats").call(&[], |_, _, _| Asked::Answered(None));
+        let null = function("ltx_stats").call(&[], true, |_, _, _| Asked::Answered(None));
         assert_eq!(null, Ok(SqlValue::Null));
     }
 }

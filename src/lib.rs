@@ -24,6 +24,8 @@ mod writer;
 pub use error::Error;
 #[cfg(feature = "static")]
 pub use ext::register;
+#[cfg(feature = "static")]
+pub use vfs::ffi::trust_connection;
 
 /// Entry points for the fuzz targets in `fuzz/`; not an API.
 #[doc(hidden)]

@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const SETTINGS = ['cache_size', 'cache_dir', 'cache_dir_size', 'timeout', 'poll', 'hydrate', 'txid', 'time'];
+const SETTINGS = ['cache_size', 'cache_dir', 'cache_dir_size', 'timeout', 'poll', 'hydrate', 'txid', 'time', 'sql_time_travel'];
 
 /** The path of the extension library inside this package. */
 function getLoadablePath() {
@@ -21,7 +21,9 @@ function getLoadablePath() {
 }
 
 /** Loads the extension into a better-sqlite3 Database: the `ltx` VFS is then registered for
- * the process, and the ltx_* SQL functions exist on every connection opened after. */
+ * the process. `db` gets every ltx_* SQL function (loading is the host's trust); connections
+ * opened after get only the status functions (ltx_txid(), ...), unless LTXVFS_TRUSTED_SQL=1
+ * (README "Security"). */
 function load(db) {
   db.loadExtension(getLoadablePath());
 }
@@ -40,7 +42,8 @@ function settingsString(options) {
 }
 
 /** Maps the file name `name` to the replica at `replicaUrl` (settings in `options`), on a
- * connection that loaded the extension. Returns the full path the name maps. */
+ * connection that loaded the extension (only it has ltx_register). Returns the full path the
+ * name maps. */
 function register(db, name, replicaUrl, options) {
   return db.prepare('SELECT ltx_register(?, ?, ?)').pluck().get(name, replicaUrl, settingsString(options));
 }
@@ -51,7 +54,8 @@ function setDefaultVfs(db, on) {
   return db.prepare('SELECT ltx_default_vfs(?)').pluck().get(on ? 1 : 0);
 }
 
-/** The sentence behind the extension's last error in this process (why an open failed). */
+/** The sentence behind the last failed open through the extension on this thread, or db's
+ * own last error. */
 function lastError(db) {
   return db.prepare('SELECT ltx_last_error()').pluck().get();
 }

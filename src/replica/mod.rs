@@ -12,11 +12,12 @@ mod plan_files;
 #[allow(clippy::module_inception)]
 mod replica;
 mod snapshot;
+mod time_travel;
 
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
-pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
+pub use plan::{PlanError, extend_chain, restore_plan};
 pub(crate) use plan_files::read_plan_files;
-pub(crate) use replica::written_by;
 pub use replica::{CompactionConfig, Replica, ReplicaConfig, ReplicaStats, Target, Warm};
 pub(crate) use snapshot::{FileIndex, PlanFile};
 pub use snapshot::{LocalPages, PageRef, Snapshot};
+pub(crate) use time_travel::newest_written_by;

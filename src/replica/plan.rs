@@ -16,6 +16,12 @@ use crate::ltx::Txid;
 pub enum PlanError {
     #[error("the replica holds no LTX files")]
     Empty,
+    /// Files exist, but none starts a database: no snapshot, no file from TXID 1.
+    #[error(
+        "the replica has no state to start from: its earliest file, {first}, begins at TXID {}, and no snapshot or file begins at TXID 1",
+        first.min_txid
+    )]
+    NoStart { first: LtxFileId },
     #[error("no LTX file reaches TXID {target}: the earliest state available is later")]
     TargetUnavailable { target: Txid },
     #[error("nothing that was replicated by {time} is still in the replica")]
@@ -37,15 +43,6 @@ pub fn restore_plan(
     target: Option<Txid>,
 ) -> Result<Vec<LtxFileId>, PlanError> {
     plan(files, target, target.is_none())
-}
-
-/// The newest state that `files` reach, with no complaint about files past a gap: for a
-/// point in time, where `files` are those written before it.
-///
-/// # Errors
-/// [`PlanError::Empty`] when no file starts a chain.
-pub fn restore_plan_as_of(files: &[LtxFileId]) -> Result<Vec<LtxFileId>, PlanError> {
-    plan(files, None, false)
 }
 
 fn plan(
@@ -70,9 +67,11 @@ fn plan(
     let cur = plan.last().map_or(Txid::ZERO, |f| f.max_txid);
 
     if plan.is_empty() {
-        return Err(match target {
-            Some(target) => PlanError::TargetUnavailable { target },
-            None => PlanError::Empty,
+        let first = files.iter().min_by_key(|f| (f.min_txid, f.max_txid));
+        return Err(match (target, first) {
+            (Some(target), _) => PlanError::TargetUnavailable { target },
+            (None, Some(first)) => PlanError::NoStart { first: *first },
+            (None, None) => PlanError::Empty,
         });
     }
     if check_gaps

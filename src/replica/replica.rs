@@ -4,11 +4,12 @@
 use super::follower::{FollowState, FollowStatus, Following};
 use super::hydrator::{self, Hydration};
 use super::plan_files::{head_pages, read_plan_files};
-use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan, restore_plan_as_of};
+use super::time_travel::newest_written_by;
+use super::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Snapshot, restore_plan};
 use crate::cache::{DiskCache, PageCache, PageKey};
 use crate::error::{Error, Result};
 use crate::fetch::{Fetcher, bridged};
-use crate::ltx::{self, HEADER_SIZE, Header, Pgno, Txid};
+use crate::ltx::{self, Pgno, Txid};
 use crate::store::{ListedFile, Store};
 use futures::future::try_join_all;
 use std::collections::HashMap;
@@ -37,11 +38,6 @@ enum PlanTo {
     Target(Target),
     Exactly(Txid),
 }
-
-/// How much later than its LTX header time a file may be listed as modified (the upload
-/// after a sync, retries), and how much earlier (S3 listings keep whole seconds).
-const LISTED_AFTER_WRITTEN: Duration = Duration::from_secs(300);
-const LISTED_BEFORE_WRITTEN: Duration = Duration::from_secs(1);
 
 /// What opening a replica needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,12 +454,14 @@ impl Replica {
                     restore_plan(&ids, Some(t)).map_err(plan_error)?
                 }
                 PlanTo::Target(Target::Time(t)) => {
-                    let before = written_by(&task_store, listed.values(), t).await?;
-                    restore_plan_as_of(&before).map_err(|_| {
-                        plan_error(PlanError::NothingBefore {
-                            time: humantime::format_rfc3339_millis(t).to_string(),
-                        })
-                    })?
+                    match newest_written_by(&task_store, listed.keys(), t).await? {
+                        Some(txid) => restore_plan(&ids, Some(txid)).map_err(plan_error)?,
+                        None => {
+                            return Err(plan_error(PlanError::NothingBefore {
+                                time: humantime::format_rfc3339_millis(t).to_string(),
+                            }));
+                        }
+                    }
                 }
                 PlanTo::Exactly(t) => {
                     let plan = restore_plan(&ids, Some(t)).map_err(plan_error)?;
@@ -569,46 +567,6 @@ impl Replica {
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         self.fetcher.miss(snapshot, pgno, at)
     }
-}
-
-/// The files written at or before `t`, by their LTX header time. A file listed as
-/// modified well before `t` was written before it; one listed in the window around `t` has
-/// its header read to know.
-pub(crate) async fn written_by<'a>(
-    store: &Store,
-    listed: impl Iterator<Item = &'a ListedFile>,
-    t: SystemTime,
-) -> Result<Vec<LtxFileId>> {
-    let mut sure = Vec::new();
-    let mut unsure = Vec::new();
-    for f in listed {
-        if f.last_modified + LISTED_BEFORE_WRITTEN <= t {
-            sure.push(f.id);
-        } else if f.last_modified <= t + LISTED_AFTER_WRITTEN {
-            unsure.push(f.id);
-        }
-    }
-    let t_ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let headers = try_join_all(unsure.iter().map(|id| async move {
-        let head = store.get_range(id, 0..HEADER_SIZE as u64).await?;
-        Header::decode(&head)
-            .map(|h| (*id, h.timestamp_ms))
-            .map_err(|source| Error::Corrupt {
-                url: store.url().to_owned(),
-                file: *id,
-                source,
-            })
-    }))
-    .await?;
-    sure.extend(
-        headers
-            .into_iter()
-            .filter(|(_, ms)| *ms <= t_ms)
-            .map(|(id, _)| id),
-    );
-    Ok(sure)
 }
 
 /// What a plan's load brings: the snapshot, the files listed, and the pages of the

@@ -96,7 +96,9 @@ pub(crate) fn parse(raw: &str) -> Result<(Location, String)> {
         }
         "s3" => {
             need_bucket("bucket")?;
-            let endpoint = query(&["endpoint"]).map(|e| ensure_scheme(&e));
+            let endpoint = query(&["endpoint"])
+                .map(|e| checked_endpoint(&e).map_err(|why| bad(&why)))
+                .transpose()?;
             let force_path_style =
                 flag(&["forcePathStyle", "force-path-style"])?.unwrap_or(endpoint.is_some());
             Location::S3 {
@@ -113,7 +115,9 @@ pub(crate) fn parse(raw: &str) -> Result<(Location, String)> {
             Location::Gcs {
                 bucket: host,
                 prefix,
-                endpoint: query(&["endpoint"]).map(|e| ensure_scheme(&e)),
+                endpoint: query(&["endpoint"])
+                    .map(|e| checked_endpoint(&e).map_err(|why| bad(&why)))
+                    .transpose()?,
             }
         }
         "abs" | "az" => {
@@ -133,9 +137,79 @@ pub(crate) fn parse(raw: &str) -> Result<(Location, String)> {
     Ok((location, redact(raw)))
 }
 
-/// The URL without a password in its user info.
+/// An endpoint as given (`127.0.0.1:9000`, `https://host`) with its scheme, checked as a URL
+/// now, so that a bad port or host is a sentence at the open and never a failure (or a
+/// panic) inside the store client later.
+fn checked_endpoint(raw: &str) -> std::result::Result<String, String> {
+    let endpoint = ensure_scheme(raw.trim());
+    let shown = || redact_user_info(&endpoint);
+    let url = Url::parse(&endpoint).map_err(|e| format!("endpoint {:?}: {e}", shown()))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("endpoint {:?}: has no host", shown()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "endpoint {:?}: takes no query or fragment (percent-encode ? and # inside the replica URL)",
+            shown()
+        ));
+    }
+    Ok(endpoint)
+}
+
+/// An endpoint with its user info, if any, replaced (`http://REDACTED@host`).
+fn redact_user_info(raw: &str) -> String {
+    scrub_user_info(raw)
+}
+
+/// `text` (an error from the store client, which may quote a request URL) with the user
+/// info of every `scheme://user:password@host` in it replaced (`scheme://REDACTED@host`).
+pub(crate) fn scrub_user_info(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(['/', ' ', '?', '#', '"', '\''])
+            .unwrap_or(tail.len());
+        let authority = tail.get(..authority_end).unwrap_or_default();
+        match authority.rfind('@') {
+            Some(a) => {
+                out.push_str("REDACTED");
+                out.push_str(authority.get(a..).unwrap_or_default());
+            }
+            None => out.push_str(authority),
+        }
+        rest = tail.get(authority_end..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The URL without a password in its user info, nor in an `endpoint` inside its query.
 pub(crate) fn redact(raw: &str) -> String {
     match Url::parse(raw) {
+        Ok(mut url)
+            if url.query_pairs().any(|(k, v)| {
+                k == "endpoint" && scrub_user_info(&ensure_scheme(&v)) != ensure_scheme(&v)
+            }) =>
+        {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = match k.as_ref() {
+                        "endpoint" => redact_user_info(&ensure_scheme(&v)),
+                        _ => v.into_owned(),
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+            if url.password().is_some() {
+                let _ = url.set_password(Some("REDACTED"));
+            }
+            url.to_string()
+        }
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("REDACTED"));
             url.to_string()
@@ -272,6 +346,13 @@ mod tests {
                 "s3://arn:aws:s3:us-east-1:1:accesspoint/x/db",
                 "not supported",
             ),
+            // Issue #22: a bad port was a panic in the store client's task.
+            (
+                "s3://b/p?endpoint=http://127.0.0.1:1x",
+                "endpoint \"http://127.0.0.1:1x\": invalid port number",
+            ),
+            ("gs://b/p?endpoint=http://:80", "endpoint"),
+            ("s3://b/p?endpoint=http://h%3Fx", "endpoint"),
         ] {
             let err = parse(url).unwrap_err().to_string();
             assert!(err.contains(why), "{url}: {err}");
@@ -289,6 +370,19 @@ mod tests {
         assert!(!redact("s3://user:hunter2@b/x").contains("hunter2"));
         let err = parse("bogus://user:hunter2@b/x").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+        // Issue #22: a password in an endpoint is redacted wherever the URL shows.
+        let url = "s3://b/p?endpoint=http://user:hunter2@127.0.0.1:9000&region=x";
+        let (loc, shown) = parse(url).unwrap();
+        assert!(
+            !shown.contains("hunter2") && shown.contains("REDACTED"),
+            "{shown}"
+        );
+        assert!(matches!(loc, Location::S3 { endpoint: Some(e), .. } if e.contains("hunter2")));
+        let err = parse("s3://b/p?endpoint=http://u:hunter2@127.0.0.1:9x")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(!scrub_user_info("GET http://u:hunter2@h/x failed").contains("hunter2"));
     }
 
     #[test]

@@ -405,7 +405,7 @@ impl LargeCreate {
 /// `Code` and `Message` (not the request IDs, nor the whole body); how many retries were made,
 /// when any; otherwise the error's own text on one line.
 fn summarize(e: &object_store::Error) -> String {
-    let text = e.to_string();
+    let text = location::scrub_user_info(&e.to_string());
     let between = |open: &str, close: &str| {
         let start = text.find(open)? + open.len();
         let len = text.get(start..)?.find(close)?;
@@ -424,6 +424,17 @@ fn summarize(e: &object_store::Error) -> String {
                 message.map(|m| format!(" ({m})")).unwrap_or_default()
             )
         }
-        _ => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        // One line, and not a whole answer body: an endpoint's answer is no one's to read
+        // through an error.
+        _ => {
+            let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            match line.char_indices().nth(SUMMARY_MOST) {
+                Some((cut, _)) => format!("{}…", line.get(..cut).unwrap_or_default()),
+                None => line,
+            }
+        }
     }
 }
+
+/// The most characters of a store error's own text that a sentence quotes.
+const SUMMARY_MOST: usize = 400;

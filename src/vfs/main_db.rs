@@ -84,6 +84,9 @@ pub(crate) struct MainDb {
     /// Time travel: the past state this connection reads instead of the newest.
     pub(super) travel: Option<Arc<Snapshot>>,
     pub(super) last_error: Option<String>,
+    /// The host's URI said `sql_time_travel=1`: `ltx_set_time` may move this database from
+    /// any connection's SQL, not only a trusted one's.
+    pub(crate) sql_time_travel: bool,
     /// Set in write mode.
     pub(super) writing: Option<Writing>,
 }
@@ -121,6 +124,7 @@ impl MainDb {
             pinned: None,
             travel: None,
             last_error: None,
+            sql_time_travel: false,
             writing,
         };
         db.travel_to(start)?;

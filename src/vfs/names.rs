@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The settings a name may carry: the URI parameters of a `file:` name opened through `ltx`.
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "replica",
     "cache_size",
     "cache_dir",
@@ -21,6 +21,7 @@ const KEYS: [&str; 9] = [
     "hydrate",
     "txid",
     "time",
+    "sql_time_travel",
 ];
 
 /// One name's settings, as URI parameters would give them.
@@ -45,6 +46,7 @@ impl Mapping {
         crate::store::location::parse(replica)?;
         options::resolve(|k| mapping.get(k), |_| None)?;
         options::travel(|k| mapping.get(k))?;
+        options::sql_time_travel(|k| mapping.get(k))?;
         Ok(mapping)
     }
 

@@ -12,6 +12,107 @@ pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_CACHE_DIR_SIZE: u64 = 1 << 30;
 pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(10);
 
+/// Upper bounds of host-given settings: a value past them is a typo or an attack (an open
+/// that waits for ever on a silent endpoint; a deadline that overflows the clock), refused
+/// with the bound named.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+const MAX_POLL: Duration = Duration::from_secs(24 * 3600);
+const MAX_IDLE: Duration = Duration::from_secs(24 * 3600);
+const MAX_SYNC: Duration = Duration::from_secs(3600);
+/// Compaction intervals, snapshot interval, retentions: ten years (of 365.25 days, as
+/// humantime counts them, so that the sentence reads "10years").
+const MAX_LADDER: Duration = Duration::from_secs(315_576_000);
+const MAX_CACHE_SIZE: u64 = 1 << 40;
+const MAX_CACHE_DIR_SIZE: u64 = 1 << 50;
+const MAX_COMPACTION_BUFFER: u64 = 4 << 30;
+
+/// The URI parameters of a database opened through `ltx` (with Litestream's aliases), and
+/// SQLite's own that may stand beside them. Any other is refused at the open, with a
+/// sentence naming these: a misspelt setting must not be ignored silently.
+pub(crate) const URI_PARAMETERS: [&str; 23] = [
+    "replica",
+    "cache_size",
+    "cache_dir",
+    "cache_dir_size",
+    "timeout",
+    "poll",
+    "idle",
+    "warm",
+    "txid",
+    "time",
+    "hydrate",
+    "write",
+    "write_enabled",
+    "sync",
+    "sync_interval",
+    "buffer",
+    "buffer_path",
+    "compaction",
+    "snapshot_interval",
+    "l0_retention",
+    "retention",
+    "compaction_buffer",
+    "sql_time_travel",
+];
+const SQLITE_URI_PARAMETERS: [&str; 7] = [
+    "vfs",
+    "mode",
+    "cache",
+    "immutable",
+    "nolock",
+    "psow",
+    "modeof",
+];
+
+/// Refuses a URI parameter that is neither ours nor SQLite's.
+///
+/// # Errors
+/// [`Error::Config`] naming the first unknown parameter and the valid ones.
+pub(crate) fn check_uri_parameters<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    for key in keys {
+        if !URI_PARAMETERS.contains(&key) && !SQLITE_URI_PARAMETERS.contains(&key) {
+            return Err(Error::Config(format!(
+                "unknown URI parameter {key:?} (ltx takes: {}; SQLite's own: {})",
+                URI_PARAMETERS.join(", "),
+                SQLITE_URI_PARAMETERS.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `sql_time_travel=1`: the host lets any connection's SQL move this database in time with
+/// `ltx_set_time` (see `crate::ext::Kind`).
+///
+/// # Errors
+/// [`Error::Config`] for a value that is not a switch.
+pub(crate) fn sql_time_travel(uri: impl Fn(&str) -> Option<String>) -> Result<bool> {
+    parse_write(uri("sql_time_travel").map(|v| ("URI parameter sql_time_travel".into(), v)))
+}
+
+/// A duration no longer than `max`, else an error naming `from` and the bound.
+fn at_most(from: &str, d: Duration, max: Duration) -> Result<Duration> {
+    if d > max {
+        return Err(Error::Config(format!(
+            "{from}: {} is longer than the most it may be, {}",
+            humantime::format_duration(d),
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(d)
+}
+
+/// A size no larger than `max`, else an error naming `from` and the bound.
+fn size_at_most(from: &str, n: u64, max: u64) -> Result<u64> {
+    if n > max {
+        return Err(Error::Config(format!(
+            "{from}: {n} bytes is more than the most it may be, {} GiB",
+            max >> 30
+        )));
+    }
+    Ok(n)
+}
+
 /// Resolves a database's settings. `uri` returns a URI parameter of the database's name;
 /// `env` an environment variable.
 ///
@@ -34,28 +135,51 @@ pub(crate) fn resolve(
     let (_, url) = pick("replica", &["LTXVFS_REPLICA_URL", "LITESTREAM_REPLICA_URL"])
         .ok_or(Error::NoReplicaUrl)?;
     let cache_size = match pick("cache_size", &["LTXVFS_CACHE_SIZE"]) {
-        Some((from, v)) => parse_size(&v)
-            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size (e.g. 64MiB)")))?,
+        Some((from, v)) => size_at_most(
+            &from,
+            parse_size(&v).ok_or_else(|| {
+                Error::Config(format!("{from}: {v:?} is not a size (e.g. 64MiB)"))
+            })?,
+            MAX_CACHE_SIZE,
+        )?,
         None => DEFAULT_CACHE_SIZE,
     };
     let timeout = match pick("timeout", &["LTXVFS_TIMEOUT"]) {
-        Some((from, v)) => humantime::parse_duration(&v)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a duration (e.g. 30s)")))?,
+        Some((from, v)) => at_most(
+            &from,
+            humantime::parse_duration(&v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::Config(format!("{from}: {v:?} is not a duration (e.g. 30s)"))
+                })?,
+            MAX_TIMEOUT,
+        )?,
         None => DEFAULT_TIMEOUT,
     };
     let poll = match pick("poll", &["LTXVFS_POLL"]) {
-        Some((from, v)) => duration_or_zero(&from, &v, "1s, or 0 for never")?,
+        Some((from, v)) => at_most(
+            &from,
+            duration_or_zero(&from, &v, "1s, or 0 for never")?,
+            MAX_POLL,
+        )?,
         None => DEFAULT_POLL,
     };
     let cache_dir_size = match pick("cache_dir_size", &["LTXVFS_CACHE_DIR_SIZE"]) {
-        Some((from, v)) => parse_size(&v)
-            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size (e.g. 1GiB)")))?,
+        Some((from, v)) => size_at_most(
+            &from,
+            parse_size(&v)
+                .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size (e.g. 1GiB)")))?,
+            MAX_CACHE_DIR_SIZE,
+        )?,
         None => DEFAULT_CACHE_DIR_SIZE,
     };
     let idle = match pick("idle", &["LTXVFS_IDLE"]) {
-        Some((from, v)) => duration_or_zero(&from, &v, "10s, or 0 to poll while open")?,
+        Some((from, v)) => at_most(
+            &from,
+            duration_or_zero(&from, &v, "10s, or 0 to poll while open")?,
+            MAX_IDLE,
+        )?,
         None => DEFAULT_IDLE,
     };
     let warm = match pick("warm", &["LTXVFS_WARM"]) {
@@ -110,12 +234,16 @@ fn compaction(
                     ))
                 })?,
         };
+        for level in &c.levels {
+            at_most(&from, *level, MAX_LADDER)?;
+        }
     }
     let duration = |name: &str, var: &str, default: Duration| match pick(name, &[var]) {
         Some((from, v)) => humantime::parse_duration(v.trim())
             .ok()
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a duration (e.g. 24h)"))),
+            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a duration (e.g. 24h)")))
+            .and_then(|d| at_most(&from, d, MAX_LADDER)),
         None => Ok(default),
     };
     c.snapshot_interval = duration(
@@ -128,7 +256,8 @@ fn compaction(
     if let Some((from, v)) = pick("compaction_buffer", &["LTXVFS_COMPACTION_BUFFER"]) {
         c.buffer = parse_size(&v)
             .filter(|&n| n >= 1 << 20)
-            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size of 1MiB or more")))?;
+            .ok_or_else(|| Error::Config(format!("{from}: {v:?} is not a size of 1MiB or more")))
+            .and_then(|n| size_at_most(&from, n, MAX_COMPACTION_BUFFER))?;
     }
     Ok(c)
 }
@@ -142,12 +271,13 @@ fn parse_sync(value: Option<(String, String)>) -> Result<Option<Duration>> {
         Some((from, v)) => humantime::parse_duration(v.trim())
             .ok()
             .filter(|d| !d.is_zero())
-            .map(Some)
             .ok_or_else(|| {
                 Error::Config(format!(
                     "{from}: {v:?} is not commit or a duration (e.g. 1s)"
                 ))
-            }),
+            })
+            .and_then(|d| at_most(&from, d, MAX_SYNC))
+            .map(Some),
     }
 }
 
@@ -184,12 +314,9 @@ pub(crate) fn travel(uri: impl Fn(&str) -> Option<String>) -> Result<Target> {
         (Some(_), Some(_)) => Err(Error::Config(
             "give URI parameter txid or time, not both".into(),
         )),
-        (Some(t), None) => parse_txid(&t).map(Target::Txid).ok_or_else(|| {
-            Error::Config(format!(
-                "URI parameter txid: {}",
-                TXID_FORM.replace("{}", &t)
-            ))
-        }),
+        (Some(t), None) => parse_txid(&t)
+            .map(Target::Txid)
+            .ok_or_else(|| Error::Config(format!("URI parameter txid: {}", txid_form(&t)))),
         (None, Some(t)) => {
             parse_time(&t).map_err(|e| Error::Config(format!("URI parameter time: {e}")))
         }
@@ -197,8 +324,12 @@ pub(crate) fn travel(uri: impl Fn(&str) -> Option<String>) -> Result<Target> {
     }
 }
 
-pub(crate) const TXID_FORM: &str =
-    "{:?} is not a TXID (hexadecimal as PRAGMA ltx_txid prints it, e.g. 000000000000004b or 4b)";
+/// Why `text` is not a TXID, with the forms that are.
+pub(crate) fn txid_form(text: &str) -> String {
+    format!(
+        "{text:?} is not a TXID (hexadecimal as PRAGMA ltx_txid prints it, e.g. 000000000000004b or 4b)"
+    )
+}
 
 /// A TXID as Litestream writes it: hexadecimal, leading zeros optional; not 0.
 pub(crate) fn parse_txid(s: &str) -> Option<Txid> {
@@ -447,5 +578,60 @@ mod tests {
                 .to_string();
             assert!(err.contains(&format!("URI parameter {}", bad.0)), "{err}");
         }
+    }
+
+    #[test]
+    fn host_settings_have_upper_bounds_that_errors_name() {
+        for (key, value, bound) in [
+            ("timeout", "100000h", "1h"),
+            ("poll", "2days", "1day"),
+            ("idle", "1000000000000h", "1day"),
+            ("sync", "2h", "1h"),
+            ("compaction", "30s,5m,100000days", "10years"),
+            ("retention", "100years", "10years"),
+            ("cache_size", "2000GiB", "1024 GiB"),
+            ("compaction_buffer", "5GiB", "4 GiB"),
+        ] {
+            let uri = move |k: &str| match k {
+                "replica" => Some("file:///r".to_string()),
+                k if k == key => Some(value.to_string()),
+                _ => None,
+            };
+            let err = resolve(uri, |_| None).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("URI parameter {key}")) && err.contains(bound),
+                "{key}={value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_uri_parameters_are_refused_by_name() {
+        assert!(
+            check_uri_parameters(["replica", "mode", "vfs", "cache", "sql_time_travel"]).is_ok()
+        );
+        let err = check_uri_parameters(["replica", "cahce_size"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"cahce_size\"")
+                && err.contains("cache_size")
+                && err.contains("immutable"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_txid_is_quoted_in_its_sentence() {
+        let err = travel(|k| (k == "txid").then(|| "zz".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"zz\" is not a TXID") && !err.contains("{"),
+            "{err}"
+        );
+        assert!(sql_time_travel(|_| Some("1".into())).unwrap());
+        assert!(!sql_time_travel(|_| None).unwrap());
+        assert!(sql_time_travel(|_| Some("perhaps".into())).is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use super::main_db::{MainDb, Pragma};
 use super::options;
+use crate::ext::{OWN_ERROR_PRAGMA, SQL_TRAVEL_PRAGMA};
 use crate::replica::{Snapshot, Target};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,7 +39,7 @@ impl MainDb {
         match (name.as_str(), value) {
             ("ltx_txid" | "litestream_txid", Some(v)) => {
                 let Some(txid) = options::parse_txid(v) else {
-                    return Pragma::Failed(options::TXID_FORM.replace("{:?}", &format!("{v:?}")));
+                    return Pragma::Failed(options::txid_form(v));
                 };
                 self.travel_or_fail(Target::Txid(txid))
             }
@@ -46,6 +47,16 @@ impl MainDb {
                 Ok(target) => self.travel_or_fail(target),
                 Err(e) => Pragma::Failed(e),
             },
+            // ltx_set_time(t) on a connection that is not trusted (crate::ext::Kind).
+            (SQL_TRAVEL_PRAGMA, Some(v)) if self.sql_time_travel => {
+                match options::parse_time(v) {
+                    Ok(target) => self.travel_or_fail(target),
+                    Err(e) => Pragma::Failed(e),
+                }
+            }
+            (SQL_TRAVEL_PRAGMA, _) => Pragma::Failed(
+                "ltx_set_time: this connection's SQL may not move the database in time: the host opts in with the URI parameter sql_time_travel=1, or with LTXVFS_TRUSTED_SQL=1, or calls it on the connection the extension was loaded on (PRAGMA ltx_time = t does the same)".into(),
+            ),
             _ => self.pragma_read(&name, snap, read_only),
         }
     }
@@ -79,14 +90,11 @@ impl MainDb {
         match name {
             "ltx_txid" | "litestream_txid" => read_only(snap.txid.to_string()),
             "ltx_time" | "litestream_time" => read_only(format_time(snap.timestamp_ms)),
+            // The connection's own error, else its replica's (follower, buffer): never
+            // another connection's; the pragma also says why this thread's last open failed.
+            OWN_ERROR_PRAGMA => Pragma::Value(self.own_error()),
             "ltx_last_error" => Pragma::Value(Some(
-                self.last_error
-                    .clone()
-                    .or_else(|| {
-                        let w = self.writing.as_ref()?;
-                        w.buffered.as_ref()?.last_error()
-                    })
-                    .or_else(|| self.replica.follow_status().1)
+                self.own_error()
                     .or_else(super::last_error)
                     .unwrap_or_default(),
             )),
@@ -122,6 +130,17 @@ impl MainDb {
             ),
             _ => Pragma::NotOurs,
         }
+    }
+
+    /// The last error of this connection's file, else of its replica's buffer or follower.
+    fn own_error(&self) -> Option<String> {
+        self.last_error
+            .clone()
+            .or_else(|| {
+                let w = self.writing.as_ref()?;
+                w.buffered.as_ref()?.last_error()
+            })
+            .or_else(|| self.replica.follow_status().1)
     }
 
     fn stats_json(&self, snap: &Snapshot) -> String {

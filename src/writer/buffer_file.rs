@@ -11,10 +11,11 @@
 //! next TXID with the commits that came after the batch. An exclusive lock on the open file
 //! keeps a second process from using the same buffer.
 
+use super::private_dir::private_file;
 use crate::error::{Error, Result};
 use crate::ltx::{PageSize, Pgno, Txid, crc64};
 use bytes::Bytes;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -71,7 +72,8 @@ impl BufferFile {
             std::fs::create_dir_all(dir)
                 .map_err(|e| local(format!("cannot make its directory: {e}")))?;
         }
-        let file = OpenOptions::new()
+        // 0600 and never through a symlink: it holds the database's pages.
+        let file = private_file()
             .read(true)
             .write(true)
             .create(true)
@@ -210,7 +212,7 @@ impl BufferFile {
         let mut tmp_path = self.path.clone().into_os_string();
         tmp_path.push(".tmp");
         let tmp_path = PathBuf::from(tmp_path);
-        let file = OpenOptions::new()
+        let file = private_file()
             .read(true)
             .write(true)
             .create(true)
@@ -323,6 +325,8 @@ fn parse_commit(p: &[u8]) -> Option<CommitRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A new directory of this test run's own.
     fn scratch(name: &str) -> PathBuf {
@@ -342,6 +346,31 @@ mod tests {
             timestamp_ms: 1_700_000_000_000 + i64::from(n),
             pages: vec![(Pgno::ONE, vec![n; 512].into())],
         }
+    }
+
+    #[test]
+    fn a_buffer_is_0600_and_never_opened_through_a_symlink() -> Result<()> {
+        let dir = scratch("private");
+        let path = dir.join("app.buffer");
+        let url = "file:///replica";
+        let (mut b, _) = BufferFile::open(&path, url, Txid::ZERO.next())?;
+        b.append_commit(&record(1))?;
+        b.restart(Txid::ZERO.next().next(), b.len())?;
+        let mode = |p: &Path| std::fs::symlink_metadata(p).map_or(0, |m| m.permissions().mode());
+        assert_eq!(mode(&path) & 0o777, 0o600);
+        drop(b);
+        let target = dir.join("elsewhere");
+        std::fs::write(&target, b"keep").unwrap_or_default();
+        let planted = dir.join("planted.buffer");
+        std::os::unix::fs::symlink(&target, &planted).unwrap_or_default();
+        let err = BufferFile::open(&planted, url, Txid::ZERO.next())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("cannot open the write buffer"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap_or_default(), b"keep");
+        let _ = std::fs::remove_dir_all(dir);
+        Ok(())
     }
 
     #[test]

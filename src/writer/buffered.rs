@@ -16,6 +16,7 @@
 use super::DirtyPages;
 use super::buffer_file::{BufferFile, CommitRecord, HEADER_SIZE, Record};
 use super::commit::{Built, applied, commit_size, refuse_wal, store};
+use super::private_dir;
 use crate::error::{Error, Result};
 use crate::ltx::{Pgno, Txid};
 use crate::replica::{LocalPages, Replica, Snapshot};
@@ -80,7 +81,21 @@ impl Buffered {
             }
             return Ok(found);
         }
-        let path = path.map_or_else(|| default_path(&url), Path::to_path_buf);
+        let path = match path {
+            Some(path) => path.to_path_buf(),
+            None => {
+                // The default place is ours to keep private (a host-given buffer= is the
+                // host's choice).
+                let path = default_path(&url);
+                if let Some(dir) = path.parent() {
+                    private_dir::ensure(dir).map_err(|detail| Error::Local {
+                        path: path.display().to_string(),
+                        detail,
+                    })?;
+                }
+                path
+            }
+        };
         let (file, records) = BufferFile::open(&path, &url, replica.current().txid)?;
         let buffered = Arc::new(Buffered {
             url: url.clone(),
@@ -478,7 +493,8 @@ fn ship_every(interval: Duration, me: Weak<Buffered>, replica: Weak<Replica>) {
 /// `<state dir>/ltxvfs/buffers/<last part of the URL>-<hash of the URL>.buffer`: one per
 /// replica, so a restarted writer finds what it left. The state directory
 /// (`$XDG_STATE_HOME`, else `~/.local/state`) survives reboots, where a temporary
-/// directory may be a tmpfs or cleaned; the temporary directory only without a home.
+/// directory may be a tmpfs or cleaned; `<temp dir>/ltxvfs-<euid>/buffers` only without a
+/// home. Private: `ltxvfs/buffers` is made 0700 and checked (`private_dir`).
 fn default_path(url: &str) -> PathBuf {
     let name = url
         .split(['?', '#'])
@@ -499,15 +515,18 @@ fn default_path(url: &str) -> PathBuf {
             }
         })
         .collect();
-    let state_dir = std::env::var_os("XDG_STATE_HOME")
+    let dir = std::env::var_os("XDG_STATE_HOME")
         .map(PathBuf::from)
         .filter(|d| d.is_absolute())
         .or_else(|| {
             let home = PathBuf::from(std::env::var_os("HOME")?);
             home.is_absolute().then(|| home.join(".local/state"))
         })
-        .unwrap_or_else(std::env::temp_dir);
-    state_dir.join("ltxvfs").join("buffers").join(format!(
+        .map_or_else(
+            || std::env::temp_dir().join(format!("ltxvfs-{}", nix::unistd::Uid::effective())),
+            |state| state.join("ltxvfs"),
+        );
+    dir.join("buffers").join(format!(
         "{name}-{:016x}.buffer",
         crate::ltx::crc64(url.as_bytes())
     ))

@@ -21,9 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
-use crate::replica::{
-    LtxFileId, PlanError, SNAPSHOT_LEVEL, Target, restore_plan, restore_plan_as_of,
-};
+use crate::replica::{LtxFileId, PlanError, SNAPSHOT_LEVEL, Target, restore_plan};
 use crate::store::{ListedFile, Store, Taken};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
@@ -150,14 +148,15 @@ async fn plan_at(source: &Store, at: Target) -> Result<(Txid, Vec<ListedFile>)> 
             }
             plan
         }
-        Target::Time(t) => {
-            let before = crate::replica::written_by(source, listed.iter(), t).await?;
-            restore_plan_as_of(&before).map_err(|_| {
-                plan_error(PlanError::NothingBefore {
+        // By the transactions' own times (their LTX headers), as time travel does.
+        Target::Time(t) => match crate::replica::newest_written_by(source, ids.iter(), t).await? {
+            Some(txid) => restore_plan(&ids, Some(txid)).map_err(plan_error)?,
+            None => {
+                return Err(plan_error(PlanError::NothingBefore {
                     time: humantime::format_rfc3339_millis(t).to_string(),
-                })
-            })?
-        }
+                }));
+            }
+        },
     };
     let sizes: HashMap<LtxFileId, ListedFile> = listed.into_iter().map(|f| (f.id, f)).collect();
     let txid = plan.last().map_or(Txid::ZERO, |f| f.max_txid);

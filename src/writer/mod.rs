@@ -13,6 +13,7 @@ mod compact;
 mod dirty;
 mod fork;
 mod locks;
+pub(crate) mod private_dir;
 
 pub(crate) use buffered::Buffered;
 pub(crate) use commit::commit;

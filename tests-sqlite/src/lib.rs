@@ -99,6 +99,16 @@ pub fn open_replica(url: &str, extra: &str) -> rusqlite::Result<Connection> {
     )
 }
 
+/// Trusts `conn` with the control functions (`ltx_register`, `ltx_set_time`, ...), as a host
+/// does through `ltxvfs::trust_connection`: connections opened after `register()` have only
+/// the status functions (README "Security").
+pub fn trust(conn: &Connection) {
+    register();
+    // SAFETY: an open connection of the bundled SQLite that ltxvfs links too, used by this
+    // thread only for the call.
+    unsafe { ltxvfs::trust_connection(conn.handle()) }.unwrap();
+}
+
 pub fn file_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
 }

@@ -7,7 +7,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 
-/* The sentence behind the extension's last failure: SQLite itself only says "unable to open
+/* The sentence behind this thread's last failed open: SQLite itself only says "unable to open
  * database file". ltx_last_error() exists on every connection opened after the load. */
 static void print_last_error(void) {
     sqlite3 *scratch;

@@ -159,3 +159,43 @@ asyncio.run(main())
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
     assert answers == [[200, [{"n": 1980}]]] * 10, answers
+
+
+def test_hostile_selects_from_visitors_cannot_steer_the_plugin(tmp_path):
+    # Issue #22: Datasette serves SELECT to anonymous visitors. What a SELECT did before: made
+    # ltx the process's default VFS, remapped the host's names, sent the host's requests to an
+    # endpoint the visitor chose, moved a shared connection to the past. Now: errors, and the
+    # served replica still answers with its latest state.
+    victim = tmp_path / "victim.db"
+    hostile = [
+        "select ltx_default_vfs(1)",
+        f"select ltx_register('app.db', '{URL}', 'txid=1')",
+        f"select ltx_register('x.db', '{URL}', 'hydrate={victim}')",
+        "select ltx_register('x.db', 's3://b/p?endpoint=http://127.0.0.1:9')",
+        "select ltx_set_time('2000-01-01T00:00:00Z')",
+        "select litestream_set_time('latest')",
+        f"attach 'file:x.db?vfs=ltx&replica={URL}&hydrate={victim}' as x",
+    ]
+    plugins = {"ltxvfs": {"databases": {"app": URL, "travel": {"replica": URL, "sql_time_travel": True}}}}
+
+    async def go():
+        ds = make(plugins)
+        await ds.invoke_startup()
+        refused = []
+        for _ in range(3):  # several requests, several of Datasette's threads
+            for sql in hostile:
+                response = await ds.client.get(query_path("app", sql))
+                refused.append((sql, response.status_code))
+        after = await ds.client.get(query_path("app", "select ltx_txid() as txid, count(*) as n from orders"))
+        # The host allowed SQL time travel on one database, by its plugin config.
+        moved = await ds.client.get(query_path("travel", "select ltx_set_time('latest') as txid"))
+        internal = await ds.client.get("/-/databases.json")
+        return refused, after.json(), moved.json(), internal.status_code
+
+    refused, after, moved, internal = run(go())
+    for sql, status in refused:
+        assert status != 200, f"a visitor's {sql!r} ran"
+    assert after == [{"txid": "0000000000000002", "n": 1980}]
+    assert moved == [{"txid": "0000000000000002"}]
+    assert internal == 200
+    assert not victim.exists()

@@ -1,8 +1,9 @@
 //! The SQLite API table: every call we make into SQLite goes through one [`SqliteApi`] of
 //! function pointers, filled once per process from the `sqlite3_api_routines` the host passes
 //! to the entry point (loadable build: nothing is linked, so no second SQLite can enter the
-//! host) or from the linked `sqlite3_*` symbols (`static` feature). Only fields present since
-//! SQLite 3.8 are read, so hosts from 3.40 on are fine. Knows nothing of the VFS itself.
+//! host) or from the linked `sqlite3_*` symbols (`static` feature). The fields read are those
+//! of SQLite 3.8, plus two of 3.31 and 3.39 (`uri_key`, `db_name`) kept optional, so hosts
+//! from 3.40 on are fine. Knows nothing of the VFS itself.
 
 use super::c_string;
 use libsqlite3_sys as ffi;
@@ -14,6 +15,8 @@ type VfsRegister = unsafe extern "C" fn(*mut ffi::sqlite3_vfs, c_int) -> c_int;
 type Mprintf = unsafe extern "C" fn(*const c_char, ...) -> *mut c_char;
 type Log = unsafe extern "C" fn(c_int, *const c_char, ...);
 type UriParameter = unsafe extern "C" fn(*const c_char, *const c_char) -> *const c_char;
+type UriKey = unsafe extern "C" fn(*const c_char, c_int) -> *const c_char;
+type DbName = unsafe extern "C" fn(*mut ffi::sqlite3, c_int) -> *const c_char;
 pub(super) type SqlFunction =
     unsafe extern "C" fn(*mut ffi::sqlite3_context, c_int, *mut *mut ffi::sqlite3_value);
 type CreateFunction = unsafe extern "C" fn(
@@ -59,6 +62,11 @@ pub(super) struct SqliteApi {
     pub(super) mprintf: Mprintf,
     pub(super) log: Log,
     pub(super) uri_parameter: UriParameter,
+    /// `sqlite3_uri_key` (3.31): the URI parameter names of a database (to refuse unknown
+    /// ones).
+    pub(super) uri_key: Option<UriKey>,
+    /// `sqlite3_db_name` (3.39): the schema names of a connection.
+    pub(super) db_name: Option<DbName>,
     pub(super) create_function: CreateFunction,
     pub(super) value_text: ValueText,
     pub(super) value_type: ValueType,
@@ -91,6 +99,8 @@ impl SqliteApi {
             mprintf: api.mprintf?,
             log: api.log?,
             uri_parameter: api.uri_parameter?,
+            uri_key: api.uri_key,
+            db_name: api.db_name,
             create_function: api.create_function_v2?,
             value_text: api.value_text?,
             value_type: api.value_type?,
@@ -121,6 +131,8 @@ impl SqliteApi {
             mprintf: ffi::sqlite3_mprintf,
             log: ffi::sqlite3_log,
             uri_parameter: ffi::sqlite3_uri_parameter,
+            uri_key: Some(ffi::sqlite3_uri_key),
+            db_name: Some(ffi::sqlite3_db_name),
             create_function: ffi::sqlite3_create_function_v2,
             value_text: ffi::sqlite3_value_text,
             value_type: ffi::sqlite3_value_type,

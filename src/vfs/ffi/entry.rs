@@ -1,7 +1,8 @@
 //! Entry and registration: the loadable extension's entry point `sqlite3_ltxvfs_init`, the
 //! `register()` path of programs that link SQLite, the `ltx` VFS registered once per process
 //! (over the default VFS of the moment), and the automatic extension that adds the SQL
-//! functions to every later connection. Knows nothing of what a file or a function does.
+//! functions to every later connection: which connections are trusted with the control
+//! functions is decided here. Knows nothing of what a file or a function does.
 
 use super::api::{API, SqliteApi, api};
 use super::{VFS_NAME, functions, guard, vfs_methods};
@@ -105,14 +106,15 @@ pub(crate) fn register_linked() -> c_int {
     })
 }
 
-/// The VFS, and the SQL functions on `db` and on every later connection.
+/// The VFS, and the SQL functions on `db` and on every later connection. `db` loaded the
+/// extension, a trusted act: it gets the control functions too (`crate::ext::Kind`).
 #[cfg(feature = "loadable")]
 fn init(api: SqliteApi, db: *mut ffi::sqlite3) -> c_int {
     match register_vfs(api) {
         ffi::SQLITE_OK => {}
         rc => return rc,
     }
-    match functions::register(&api, db) {
+    match functions::register(&api, db, true) {
         ffi::SQLITE_OK => register_auto_extension(api),
         rc => rc,
     }
@@ -129,8 +131,41 @@ fn register_auto_extension(api: SqliteApi) -> c_int {
     unsafe { (api.auto_extension)(Some(auto_init)) }
 }
 
-/// The automatic extension: the SQL functions on a new connection. Never fails the open: a
-/// failure is logged.
+/// `LTXVFS_TRUSTED_SQL=1`: the host trusts the SQL of every connection, which then gets
+/// the control functions too. Read at each open, so a host may set it before it opens the
+/// connections it trusts (the environment is the host's).
+fn every_connection_trusted() -> bool {
+    std::env::var("LTXVFS_TRUSTED_SQL")
+        .ok()
+        .and_then(|v| crate::ext::switch(Some(&v)))
+        .unwrap_or(false)
+}
+
+/// Adds the control SQL functions (`ltx_register`, `ltx_default_vfs`, `ltx_set_time`, ...)
+/// to one connection of the SQLite this program links, which the host thereby trusts with
+/// them (README "Security"); the other connections keep only the status functions.
+///
+/// # Errors
+/// The SQLite result code if the extension is not registered (call `register()` first) or
+/// a function could not be added.
+///
+/// # Safety
+/// `db` is an open connection (`sqlite3*`) of the SQLite linked into this program, used by
+/// no other thread during the call (rusqlite: `Connection::handle()`).
+#[cfg(feature = "static")]
+pub unsafe fn trust_connection(db: *mut ffi::sqlite3) -> Result<(), c_int> {
+    let rc = guard(ffi::SQLITE_ERROR, || match (api(), db.is_null()) {
+        (Some(api), false) => functions::register(api, db, true),
+        _ => ffi::SQLITE_MISUSE,
+    });
+    match rc {
+        ffi::SQLITE_OK => Ok(()),
+        rc => Err(rc),
+    }
+}
+
+/// The automatic extension: the SQL functions on a new connection (the control ones only
+/// where the host trusts every connection's SQL). Never fails the open: a failure is logged.
 unsafe extern "C" fn auto_init(
     db: *mut ffi::sqlite3,
     _err_msg: *mut *mut c_char,
@@ -138,7 +173,7 @@ unsafe extern "C" fn auto_init(
 ) -> c_int {
     guard(ffi::SQLITE_OK, || {
         if let Some(api) = api() {
-            let rc = functions::register(api, db);
+            let rc = functions::register(api, db, every_connection_trusted());
             if rc != ffi::SQLITE_OK {
                 api.log(
                     rc,

@@ -1,49 +1,66 @@
-//! The SQL functions, on every connection opened after the extension loads: their C
+//! The SQL functions: which connection gets which (by kind, see `crate::ext::Kind`), their C
 //! callbacks, arguments read as text and results set through the API table. Their bodies
 //! are safe code in `crate::ext`; this file only crosses the boundary.
 
 use super::api::{SqlFunction, SqliteApi, api};
 use super::entry::REGISTER;
-use super::status::x_status;
+use super::status::{ask_pragma, x_status, x_status_untrusted};
 use super::vfs_methods::base_vfs;
 use super::{VFS_NAME, c_string, guard};
-use crate::ext::{STATUS_FUNCTIONS, SqlValue};
+use crate::ext::{Asked, Kind, OWN_ERROR_PRAGMA, STATUS_FUNCTIONS, SqlValue};
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, CString, c_int, c_void};
 use std::ptr;
 
-/// The SQL functions on `db`. `ltx_last_error`, `ltx_register`, `ltx_default_vfs` and the
-/// status functions that travel are direct calls only, so a database's schema (a view, a
-/// trigger) cannot remap names or move a connection in time; the status functions that
-/// only answer may be called from anywhere.
-pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
+/// The SQL functions on `db`, by kind (`crate::ext::Kind`, README "Security"): the status
+/// functions on every connection; the control functions (`ltx_register`, `ltx_default_vfs`,
+/// and the status functions that travel) only when `trusted`, that is on the connection the
+/// extension was loaded on, or on every connection when the host opted in. On a connection
+/// that is not trusted, `ltx_set_time` exists but moves only a database whose URI allowed it
+/// (`sql_time_travel=1`), and says how to opt in otherwise.
+///
+/// Every function that changes anything is direct-only, so a database's schema (a view, a
+/// trigger) cannot remap names or move a connection in time even where SQL may; the status
+/// functions that only answer may be called from anywhere.
+pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3, trusted: bool) -> c_int {
     let direct = ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY;
-    let ours: [(&CStr, c_int, SqlFunction); 6] = [
-        (c"ltx_last_error", 0, x_ltx_last_error),
-        (c"ltx_register", 2, x_ltx_register),
-        (c"ltx_register", 3, x_ltx_register),
-        (c"ltx_default_vfs", 1, x_ltx_default_vfs),
-        // kind: control (writes a new replica at a URL the caller names)
-        (c"ltx_fork", 2, x_ltx_fork),
-        (c"ltx_fork", 3, x_ltx_fork),
+    // kind: status (answers only the calling connection's, or thread's, last error; on a
+    // trusted connection, the host's own, the process's last failed open too).
+    let last_error: SqlFunction = match trusted {
+        true => x_ltx_last_error_trusted,
+        false => x_ltx_last_error,
+    };
+    let status: [(&CStr, c_int, c_int, SqlFunction); 1] =
+        [(c"ltx_last_error", 0, direct, last_error)];
+    // kind: control (the process's VFS and name mappings; settings that name paths and
+    // endpoints).
+    // ltx_fork writes a new replica at a URL the caller names.
+    let control: [(&CStr, c_int, c_int, SqlFunction); 5] = [
+        (c"ltx_register", 2, direct, x_ltx_register),
+        (c"ltx_register", 3, direct, x_ltx_register),
+        (c"ltx_default_vfs", 1, direct, x_ltx_default_vfs),
+        (c"ltx_fork", 2, direct, x_ltx_fork),
+        (c"ltx_fork", 3, direct, x_ltx_fork),
     ];
-    let ours = ours
+    let ours = status
         .into_iter()
-        .map(|(name, n_args, f)| (name, n_args, direct, f, ptr::null_mut()));
+        .chain(control.into_iter().filter(|_| trusted))
+        .map(|(name, n_args, flags, f)| (name, n_args, flags, f, ptr::null_mut()));
     // Each status function with and without its schema argument; its description is the
-    // user data its callback reads.
+    // user data its callback reads. The ones that set (kind: control) are direct-only, and
+    // on a connection that is not trusted they ask the database whether its URI allowed it.
     let status = STATUS_FUNCTIONS.iter().flat_map(|f| {
-        let (first, flags) = match f.sets {
-            true => (1, direct),
-            false => (0, ffi::SQLITE_UTF8),
+        let (first, flags, callback) = match (f.kind(), trusted) {
+            (Kind::Status, _) => (0, ffi::SQLITE_UTF8, x_status as SqlFunction),
+            (Kind::Control, true) => (1, direct, x_status as SqlFunction),
+            (Kind::Control, false) => (1, direct, x_status_untrusted as SqlFunction),
         };
         let data = std::ptr::from_ref(f).cast_mut().cast::<c_void>();
-        [first, first + 1].map(|n_args| (f.name, n_args, flags, x_status as SqlFunction, data))
+        [first, first + 1].map(|n_args| (f.name, n_args, flags, callback, data))
     });
     for (name, n_args, flags, function, data) in ours.chain(status) {
-        // SAFETY: `db` is the open connection SQLite passed to the entry point; the name is
-        // NUL-terminated; the user data is null or a `&'static StatusFunction`, so it needs
-        // no destructor.
+        // SAFETY: `db` is an open connection SQLite passed us; the name is NUL-terminated;
+        // the user data is null or a `&'static StatusFunction`, so it needs no destructor.
         let rc = unsafe {
             (api.create_function)(
                 db,
@@ -124,14 +141,74 @@ pub(super) unsafe fn sql_function<T: Into<SqlValue>>(
     });
 }
 
-/// `ltx_last_error()`: the process's last error sentence (why an open failed), or NULL.
+/// `ltx_last_error()`: the calling connection's last error (the first of its databases
+/// read through `ltx` that has one), else the last failed open of the calling thread, else
+/// NULL. Never another connection's or thread's sentence.
 unsafe extern "C" fn x_ltx_last_error(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
 ) {
     // SAFETY: SQLite's own arguments.
-    unsafe { sql_function(ctx, argc, argv, |_, _| Ok(crate::vfs::last_error())) }
+    unsafe { last_error(ctx, argc, argv, false) }
+}
+
+/// `ltx_last_error()` on a trusted connection: as on any other, then the process's last
+/// failed open (a host whose connections hop threads asks on the one it loaded the
+/// extension on: Go's goroutines, sqlx's worker threads).
+unsafe extern "C" fn x_ltx_last_error_trusted(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { last_error(ctx, argc, argv, true) }
+}
+
+/// # Safety
+/// `ctx`, `argc` and `argv` are what SQLite passed to `ltx_last_error()`.
+unsafe fn last_error(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+    trusted: bool,
+) {
+    let body = |api: &SqliteApi, _: &[Option<String>]| {
+        // SAFETY: `ctx` is this call's context; its connection is open while it runs.
+        let db = unsafe { (api.context_db_handle)(ctx) };
+        let own = schema_names(api, db).into_iter().find_map(|schema| {
+            match ask_pragma(api, db, &schema, OWN_ERROR_PRAGMA, None) {
+                Asked::Answered(Some(text)) if !text.is_empty() => Some(text),
+                _ => None,
+            }
+        });
+        Ok(own
+            .or_else(crate::vfs::last_error)
+            .or_else(|| trusted.then(crate::vfs::process_last_error).flatten()))
+    };
+    // SAFETY: SQLite's own arguments.
+    unsafe { sql_function(ctx, argc, argv, body) }
+}
+
+/// The schema names of connection `db` (`main`, `temp`, attached ones), in SQLite's order;
+/// just `main` on a SQLite older than 3.39, which cannot list them.
+fn schema_names(api: &SqliteApi, db: *mut ffi::sqlite3) -> Vec<String> {
+    let Some(db_name) = api.db_name else {
+        return vec!["main".into()];
+    };
+    (0..)
+        .map_while(|i| {
+            // SAFETY: `db` is open (the calling function's connection); sqlite3_db_name
+            // returns null past the last schema, else a NUL-terminated name valid until the
+            // schema list changes, which cannot happen while we read it here.
+            let name = unsafe { db_name(db, i) };
+            (!name.is_null()).then(|| {
+                unsafe { CStr::from_ptr(name) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
 }
 
 unsafe extern "C" fn x_ltx_register(

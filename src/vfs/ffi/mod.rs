@@ -28,6 +28,8 @@ mod vfs_methods;
 
 #[cfg(feature = "static")]
 pub(crate) use entry::register_linked;
+#[cfg(feature = "static")]
+pub use entry::trust_connection;
 
 use crate::error::Error;
 use crate::replica::PlanError;
@@ -86,8 +88,9 @@ fn error_code(e: &Error, opening: bool) -> c_int {
     }
 }
 
-/// Logs an error and makes it the process's last error; returns its code. `opening`: the
-/// full path SQLite gave xOpen for the database whose open failed.
+/// Logs an error; returns its code and sentence. `opening`: the full path SQLite gave xOpen
+/// for the database whose open failed, whose sentence becomes this thread's last failed
+/// open (the caller records any other error on the connection's file).
 fn report(e: &Error, opening: Option<&str>) -> (c_int, String) {
     let code = error_code(e, opening.is_some());
     let message = match opening {
@@ -106,6 +109,8 @@ fn report(e: &Error, opening: Option<&str>) -> (c_int, String) {
     if let Some(api) = api() {
         api.log(code, &message);
     }
-    crate::vfs::set_last_error(message.clone());
+    if opening.is_some() {
+        crate::vfs::set_last_error(message.clone());
+    }
     (code, message)
 }

@@ -21,12 +21,35 @@ use libsqlite3_sys as ffi;
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr;
 
-/// The callback of every status function; its [`StatusFunction`] is the user data it was
-/// registered with.
+/// The callback of every status function on a trusted connection; its [`StatusFunction`] is
+/// the user data it was registered with.
 pub(super) unsafe extern "C" fn x_status(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,
     argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { status(ctx, argc, argv, true) }
+}
+
+/// The callback of a status function that sets (`ltx_set_time`) on a connection that is
+/// not trusted: the database's file decides, by its URI, whether SQL may move it.
+pub(super) unsafe extern "C" fn x_status_untrusted(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite's own arguments.
+    unsafe { status(ctx, argc, argv, false) }
+}
+
+/// # Safety
+/// `ctx`, `argc` and `argv` are what SQLite passed to a status function.
+unsafe fn status(
+    ctx: *mut ffi::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut ffi::sqlite3_value,
+    trusted: bool,
 ) {
     let body = |api: &SqliteApi, args: &[Option<String>]| {
         // SAFETY: `ctx` is this call's context; its user data is the `&'static
@@ -35,7 +58,7 @@ pub(super) unsafe extern "C" fn x_status(
             .ok_or("ltxvfs: a status function without its description")?;
         // SAFETY: `ctx` is this call's context; its connection is open while it runs.
         let db = unsafe { (api.context_db_handle)(ctx) };
-        function.call(args, |schema, pragma, value| {
+        function.call(args, trusted, |schema, pragma, value| {
             ask_pragma(api, db, schema, pragma, value)
         })
     };
@@ -45,7 +68,7 @@ pub(super) unsafe extern "C" fn x_status(
 
 /// `PRAGMA schema.name` (or `= value`) put to the file of `schema` on connection `db`, as
 /// SQLite's pragma code puts it.
-fn ask_pragma(
+pub(super) fn ask_pragma(
     api: &SqliteApi,
     db: *mut ffi::sqlite3,
     schema: &str,

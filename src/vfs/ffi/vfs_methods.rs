@@ -69,6 +69,30 @@ fn uri_param(api: &SqliteApi, name: *const c_char, key: &str) -> Option<String> 
     })
 }
 
+/// The URI parameter names of the database name `name` (a pointer SQLite gave to xOpen);
+/// none on a SQLite older than 3.31, which cannot list them.
+fn uri_keys(api: &SqliteApi, name: *const c_char) -> Vec<String> {
+    let Some(uri_key) = api.uri_key else {
+        return Vec::new();
+    };
+    if name.is_null() {
+        return Vec::new();
+    }
+    (0..)
+        .map_while(|i| {
+            // SAFETY: `name` is the filename SQLite passed to xOpen, with its URI parameters
+            // after it; sqlite3_uri_key returns null past the last one, else a
+            // NUL-terminated string inside that buffer.
+            let key = unsafe { uri_key(name, i) };
+            (!key.is_null()).then(|| {
+                unsafe { CStr::from_ptr(key) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+        })
+        .collect()
+}
+
 unsafe extern "C" fn x_open(
     vfs: *mut ffi::sqlite3_vfs,
     name: *const c_char,
@@ -84,10 +108,20 @@ unsafe extern "C" fn x_open(
             // rollback journal goes to a local directory of ours (`journal`).
             let journal = (flags & ffi::SQLITE_OPEN_MAIN_JOURNAL != 0)
                 .then(|| local_journal_of(name))
-                .flatten();
-            if let Some(j) = journal {
-                journal::before_open(j);
-            }
+                .flatten()
+                .map(|j| j.and_then(|j| journal::before_open(j).map(|()| j)));
+            let journal = match journal.transpose() {
+                Ok(journal) => journal,
+                // A directory that cannot be made private: no journal, and a sentence.
+                Err(detail) => {
+                    let message = format!("ltxvfs: cannot keep the rollback journal: {detail}");
+                    if let Some(api) = api() {
+                        api.log(ffi::SQLITE_CANTOPEN, &message);
+                    }
+                    crate::vfs::set_last_error(message);
+                    return ffi::SQLITE_CANTOPEN;
+                }
+            };
             let name = journal.map_or(name, CStr::as_ptr);
             // SAFETY: `file` has szOsFile bytes, at least the default VFS's own size.
             let rc = match unsafe { (*base).xOpen } {
@@ -118,9 +152,14 @@ unsafe extern "C" fn x_open(
         let param = |key: &str| {
             uri_param(api, name, key).or_else(|| mapped.as_ref().and_then(|m| m.get(key)))
         };
-        let config = options::resolve(param, |var| std::env::var(var).ok());
-        let start = options::travel(param);
-        let db = match config.and_then(|c| MainDb::open(c, start?)) {
+        let open = || {
+            options::check_uri_parameters(uri_keys(api, name).iter().map(String::as_str))?;
+            let config = options::resolve(param, |var| std::env::var(var).ok())?;
+            let mut db = MainDb::open(config, options::travel(param)?)?;
+            db.sql_time_travel = options::sql_time_travel(param)?;
+            Ok::<_, crate::error::Error>(db)
+        };
+        let db = match open() {
             Ok(db) => db,
             Err(e) => return report(&e, Some(&path)).0,
         };
@@ -159,10 +198,11 @@ macro_rules! delegate {
 }
 
 /// The local path of the rollback journal SQLite names `name` (`vfs::journal`), or `None`
-/// for a name that is not a journal's. `name` is the pointer SQLite gave xOpen or xDelete
-/// for the journal: its database's URI parameters can be read from it
+/// for a name that is not a journal's; an error sentence if its directory cannot be made
+/// private. `name` is the pointer SQLite gave xOpen or xDelete for the journal: its
+/// database's URI parameters can be read from it
 /// (https://www.sqlite.org/c3ref/uri_parameter.html), and name the replica.
-fn local_journal_of(name: *const c_char) -> Option<&'static CStr> {
+fn local_journal_of(name: *const c_char) -> Option<Result<&'static CStr, String>> {
     if name.is_null() {
         return None;
     }
@@ -173,7 +213,7 @@ fn local_journal_of(name: *const c_char) -> Option<&'static CStr> {
         .and_then(|api| uri_param(api, name, "replica"))
         .or_else(|| names::get(db).and_then(|m| m.get("replica")))
         .unwrap_or_default();
-    journal::local_journal(given, &replica)
+    Some(journal::local_journal(given, &replica))
 }
 
 unsafe extern "C" fn x_delete(
@@ -181,8 +221,13 @@ unsafe extern "C" fn x_delete(
     name: *const c_char,
     sync: c_int,
 ) -> c_int {
-    // SQLite deletes a journal by the name it opened it with: ours was moved.
-    let name = local_journal_of(name).map_or(name, CStr::as_ptr);
+    // SQLite deletes a journal by the name it opened it with: ours was moved. Without a
+    // private directory no journal was made: there is nothing to delete.
+    let name = match local_journal_of(name) {
+        None => name,
+        Some(Ok(journal)) => journal.as_ptr(),
+        Some(Err(_)) => return ffi::SQLITE_IOERR_DELETE_NOENT,
+    };
     delegate!(vfs, xDelete, ffi::SQLITE_IOERR_DELETE, name, sync)
 }
 

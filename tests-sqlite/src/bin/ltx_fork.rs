@@ -6,8 +6,8 @@
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    ltxvfs_sqlite_tests::register();
     let conn = rusqlite::Connection::open_in_memory().unwrap();
+    ltxvfs_sqlite_tests::trust(&conn);
     let at = args.get(3).cloned();
     let answer: rusqlite::Result<String> = conn.query_row(
         "SELECT ltx_fork(?1, ?2, ?3)",

@@ -4,12 +4,12 @@
 //! `litestream restore -txid X` of the source. Sources are written by ltxvfs's own writer,
 //! with a compaction ladder so that their plans mix levels.
 //!
-//! `ltx_fork` is a control function: these tests call it on connections of this process, to
-//! which `ltxvfs::register()` gives the extension (trusted, as the connection it loads on).
+//! `ltx_fork` is a control function: these tests call it on connections they trust with
+//! `ltxvfs::trust_connection` (README "Security").
 
 use ltxvfs_sqlite_tests::{
     FaultProxy, Target, WriteTarget, assert_same_pages, format_rfc3339_ms, open_replica,
-    open_writer, read_all_pages, register, s3_endpoint, wait_until,
+    open_writer, read_all_pages, s3_endpoint, trust, wait_until,
 };
 use rusqlite::Connection;
 use std::os::unix::fs::MetadataExt;
@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 const LADDER: &str = "&compaction=300ms&snapshot_interval=1h&l0_retention=1h&retention=1h";
 
 fn fork(source: &str, target: &str, at: Option<&str>) -> Result<String, String> {
-    register();
     let conn = Connection::open_in_memory().unwrap();
+    trust(&conn);
     conn.query_row(
         "SELECT ltx_fork(?1, ?2, ?3)",
         rusqlite::params![source, target, at],

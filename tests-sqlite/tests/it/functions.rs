@@ -2,7 +2,7 @@
 //! callable from SELECT: each answers what its pragma answers, for the schema given.
 
 use ltxvfs_sqlite_tests::{
-    Primary, Target, file_url, format_rfc3339_ms, open_replica, register, uri_escape, util,
+    Primary, Target, file_url, format_rfc3339_ms, open_replica, register, trust, uri_escape, util,
 };
 use rusqlite::Connection;
 use rusqlite::types::Value;
@@ -97,6 +97,7 @@ fn set_time_travels_like_the_pragma_and_answers_the_txid_reached() {
     let second = primary.commit("INSERT INTO t(body) VALUES ('two')");
 
     let conn = open_replica(&primary.url(), "&poll=100ms").unwrap();
+    trust(&conn);
     let rows = |c: &Connection| -> i64 {
         c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap()

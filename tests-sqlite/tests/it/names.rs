@@ -2,7 +2,7 @@
 //! `ltx` the default VFS is tested in separate processes, sql-tests/names.sql and the
 //! bindings: in this one, other tests open local files through the default VFS meanwhile.)
 
-use ltxvfs_sqlite_tests::{file_url, register, util};
+use ltxvfs_sqlite_tests::{file_url, register, trust, util};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 fn open_through_ltx(path: &str) -> rusqlite::Result<Connection> {
@@ -18,8 +18,9 @@ fn a_registered_name_opens_its_replica_with_its_settings() {
     let replica = file_url(&util::repo_dir().join("sql-tests/replica"));
     let name = util::scratch_dir("names").join("mapped.db");
     let name = name.to_str().unwrap();
-    // Every connection opened after register() has the functions (an automatic extension).
+    // The host trusts this connection with the control functions (README "Security").
     let control = Connection::open_in_memory().unwrap();
+    trust(&control);
     let full: String = control
         .query_row(
             "SELECT ltx_register(?1, ?2, 'txid=1&poll=0')",
@@ -58,6 +59,7 @@ fn a_registered_name_opens_its_replica_with_its_settings() {
 fn bad_registrations_are_sql_errors() {
     register();
     let control = Connection::open_in_memory().unwrap();
+    trust(&control);
     let err = control
         .query_row(
             "SELECT ltx_register('x.db', 'file:///r', 'cache_size=lots')",

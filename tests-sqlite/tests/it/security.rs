@@ -98,3 +98,105 @@ fn files_named_like_ltx_files_cannot_lead_outside_the_replica() {
         .unwrap();
     assert_eq!(txid, "000000000000000a");
 }
+
+/// Issue #22: SQL on a connection the host did not trust cannot reach the functions that
+/// change the process or move a connection in time, whatever its arguments.
+#[test]
+fn untrusted_sql_cannot_steer_the_extension() {
+    let replica = copy_fixture_replica("0.5.17", "security-untrusted", |_| {});
+    let url = file_url(&replica);
+    let conn = open_replica(&url, "&poll=0").unwrap();
+    let latest: String = conn
+        .query_row("SELECT ltx_txid()", [], |r| r.get(0))
+        .unwrap();
+    for hostile in [
+        "SELECT ltx_default_vfs(1)",
+        "SELECT ltx_register('/etc/hosts', 'file:///tmp')",
+        "SELECT ltx_register('app.db', 's3://b/p?endpoint=http://127.0.0.1:9', 'hydrate=/tmp/x')",
+    ] {
+        let err = conn
+            .query_row(hostile, [], |r| r.get::<_, String>(0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such function"), "{hostile}: {err}");
+    }
+    for travel in [
+        "SELECT ltx_set_time('2000-01-01T00:00:00Z')",
+        "SELECT litestream_set_time('latest')",
+    ] {
+        let err = conn
+            .query_row(travel, [], |r| r.get::<_, String>(0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sql_time_travel=1"), "{travel}: {err}");
+    }
+    let still: String = conn
+        .query_row("SELECT ltx_txid()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(still, latest, "the connection did not move");
+
+    // The host allows SQL time travel for one database by its URI.
+    let allowed = open_replica(&url, "&poll=0&sql_time_travel=1").unwrap();
+    let reached: String = allowed
+        .query_row("SELECT ltx_set_time('latest')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(reached, latest);
+}
+
+/// Issue #22: `ltx_last_error()` answers the calling connection's error, or the calling
+/// thread's failed open: never another thread's sentence.
+#[test]
+fn last_error_is_the_connections_or_the_threads_own() {
+    let secret_path = "/srv/another-visitors/replica";
+    let failed = std::thread::spawn(move || {
+        let err = open_replica(&format!("file://{secret_path}"), "").unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(ErrorCode::CannotOpen));
+        // The failing thread reads its own sentence.
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let own: Option<String> = conn
+            .query_row("SELECT ltx_last_error()", [], |r| r.get(0))
+            .unwrap();
+        assert!(own.is_some_and(|e| e.contains(secret_path)));
+    });
+    failed.join().unwrap();
+    let replica = copy_fixture_replica("0.5.17", "security-last-error", |_| {});
+    let conn = open_replica(&file_url(&replica), "&poll=0").unwrap();
+    for sql in ["SELECT ltx_last_error()", "PRAGMA ltx_last_error"] {
+        let seen: Option<String> = conn.query_row(sql, [], |r| r.get(0)).unwrap();
+        assert!(
+            !seen.unwrap_or_default().contains(secret_path),
+            "{sql} showed another thread's error"
+        );
+    }
+}
+
+/// Issue #22: host-given settings are checked when the database opens: a bound named, an
+/// unknown parameter named with the valid ones, a bad endpoint port a sentence (it was a
+/// panic in the store client's task), an endpoint's password never shown.
+#[test]
+fn host_input_is_checked_at_the_open() {
+    let replica = copy_fixture_replica("0.5.17", "security-host-input", |_| {});
+    let url = file_url(&replica);
+    for (extra, expect) in [
+        ("&timeout=100000h", "most it may be, 1h"),
+        ("&poll=1000days", "most it may be, 1day"),
+        ("&cahce_size=1MiB", "unknown URI parameter \"cahce_size\""),
+        ("&txid=zz", "\"zz\" is not a TXID"),
+    ] {
+        let err = open_replica(&url, extra).unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(ErrorCode::CannotOpen));
+        assert!(
+            !log_lines(expect).is_empty(),
+            "{extra}: no {expect:?} in the log"
+        );
+    }
+    let bad_port = "s3://b/p?endpoint=http://user:hunter3@127.0.0.1:1x";
+    assert!(open_replica(bad_port, "").is_err());
+    assert!(
+        !log_lines("endpoint \"http://REDACTED@127.0.0.1:1x\": invalid port number").is_empty()
+    );
+    assert!(
+        log_lines("hunter3").is_empty(),
+        "an endpoint's password was logged"
+    );
+}

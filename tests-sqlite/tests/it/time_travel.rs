@@ -120,3 +120,74 @@ fn uri_txid_and_time_open_in_the_past() {
     assert_eq!((txid(&by_time), rows(&by_time)), (first.to_string(), 1));
     assert!(open_replica(&primary.url(), "&txid=1&time=latest").is_err());
 }
+
+/// Time travel chooses by the LTX header's timestamp, the time `ltx_time()` reports, not by
+/// the files' modification times: on a replica copied elsewhere (every mtime is the copy's),
+/// travelling by the time a TXID reported lands on that TXID (issue 22).
+#[test]
+fn travel_by_the_time_ltx_time_printed_lands_on_its_txid_on_a_copied_replica() {
+    for version in ["0.5.15", "0.5.17"] {
+        let dir = ltxvfs_sqlite_tests::copy_fixture_replica(
+            version,
+            &format!("time-travel-copied-{version}"),
+            |_| {},
+        );
+        let url = ltxvfs_sqlite_tests::file_url(&dir);
+        let newest = open_replica(&url, "").unwrap();
+        let last: u64 = u64::from_str_radix(&txid(&newest), 16).unwrap();
+        assert!(last >= 5, "{version}: {last} TXIDs");
+        // The time of each TXID, as ltx_time() prints it at txid=X.
+        let times: Vec<(u64, String)> = (1..=last)
+            .map(|x| {
+                let conn = open_replica(&url, &format!("&txid={x:x}")).unwrap();
+                assert_eq!(txid(&conn), Txid(x).to_string());
+                let t: String = conn
+                    .query_row("SELECT ltx_time()", [], |r| r.get(0))
+                    .unwrap();
+                (x, t)
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<&String> = times.iter().map(|(_, t)| t).collect();
+        assert!(distinct.len() >= 3, "{version}: {times:?}");
+        let conn = open_replica(&url, "").unwrap();
+        for (x, t) in &times {
+            // Several transactions in one millisecond share a time: it names the newest.
+            let expected = times.iter().filter(|(_, u)| u == t).map(|(y, _)| *y).max();
+            let expected = Txid(expected.unwrap()).to_string();
+            // The requests of a travel by TXID, then by time, to the same state.
+            let requests = || {
+                (
+                    ltxvfs_sqlite_tests::stat(&conn, "list_requests"),
+                    ltxvfs_sqlite_tests::stat(&conn, "get_requests"),
+                )
+            };
+            let before_txid = requests();
+            conn.pragma_update(None, "ltx_txid", format!("{x:x}"))
+                .unwrap();
+            let before_time = requests();
+            conn.pragma_update(None, "ltx_time", t).unwrap();
+            assert_eq!(
+                txid(&conn),
+                expected,
+                "{version}: PRAGMA ltx_time = {t} (TXID {x})"
+            );
+            let after = requests();
+            eprintln!(
+                "{version}: TXID {x}: by txid {} LIST {} GET; by time ({t}) {} LIST {} GET",
+                before_time.0 - before_txid.0,
+                before_time.1 - before_txid.1,
+                after.0 - before_time.0,
+                after.1 - before_time.1,
+            );
+            let by_uri = open_replica(&url, &format!("&time={t}")).unwrap();
+            assert_eq!(txid(&by_uri), expected, "{version}: time={t} (TXID {x})");
+        }
+        let err = conn
+            .pragma_update(None, "ltx_time", "2000-01-01T00:00:00Z")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("nothing that was replicated by"),
+            "{err}"
+        );
+    }
+}

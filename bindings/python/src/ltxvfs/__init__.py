@@ -14,11 +14,21 @@ from pathlib import Path
 from typing import Any, Union
 from urllib.parse import quote
 
-__all__ = ["loadable_path", "load", "connect", "fork", "last_error", "SETTINGS"]
+__all__ = ["loadable_path", "load", "connect", "register", "default_vfs", "fork", "last_error", "SETTINGS"]
 __version__ = "0.1.0"
 
 #: The settings ``connect`` takes, as the extension's URI parameters name them.
-SETTINGS = ("cache_size", "cache_dir", "cache_dir_size", "timeout", "poll", "hydrate", "txid", "time")
+SETTINGS = (
+    "cache_size",
+    "cache_dir",
+    "cache_dir_size",
+    "timeout",
+    "poll",
+    "hydrate",
+    "txid",
+    "time",
+    "sql_time_travel",
+)
 
 # The keywords ``connect`` hands to ``sqlite3.connect`` (``database`` and ``uri`` are its own).
 _CONNECT_ARGS = ("detect_types", "isolation_level", "check_same_thread", "factory", "cached_statements", "autocommit")
@@ -44,7 +54,10 @@ def load(conn: Any) -> None:
     """Loads the extension into ``conn``, a ``sqlite3.Connection`` or an ``apsw.Connection``.
 
     The ``ltx`` VFS it registers stays for the life of the process, for every connection.
-    Extension loading is switched on only for the call.
+    Extension loading is switched on only for the call. Loading is the host's trust: ``conn``
+    gets the SQL functions that change state (``ltx_register``, ``ltx_default_vfs``,
+    ``ltx_set_time``); connections opened later get only the status functions, unless
+    ``LTXVFS_TRUSTED_SQL=1`` is set (README "Security").
 
     Raises ``RuntimeError`` when the connection's module cannot load extensions.
     """
@@ -70,7 +83,9 @@ def _ensure_loaded() -> None:
             _loaded = True
 
 
-def _setting(value: Union[str, int, float, _dt.datetime]) -> str:
+def _setting(value: Union[str, int, float, bool, _dt.datetime]) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             raise ValueError("time: give an aware datetime (with tzinfo), e.g. in UTC")
@@ -78,9 +93,60 @@ def _setting(value: Union[str, int, float, _dt.datetime]) -> str:
     return str(value)
 
 
-def connect(replica_url: str, *, name: str = "replica.db", **options: Any) -> sqlite3.Connection:
+def _control() -> sqlite3.Connection:
+    """A private connection the extension is loaded on, which therefore has the functions
+    that change state; nothing else runs SQL on it."""
+    _ensure_loaded()
+    conn = sqlite3.connect(":memory:")
+    try:
+        load(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def register(name: str, replica_url: Union[str, None], **settings: Any) -> str:
+    """Maps the file name ``name`` to the replica at ``replica_url`` with ``settings`` (as
+    ``connect`` takes them), for drivers that open plain file names; ``None`` removes the
+    mapping. Returns the full path the name maps. The same as ``ltx_register`` in SQL, which
+    only trusted connections have.
+
+    Raises ``sqlite3.OperationalError`` with the reason for a bad URL or setting.
+    """
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise TypeError(f"ltxvfs.register: unknown setting {', '.join(unknown)} (settings: {', '.join(SETTINGS)})")
+    query = "&".join(
+        f"{key}={quote(_setting(value), safe='')}" for key, value in settings.items() if value is not None
+    )
+    conn = _control()
+    try:
+        return conn.execute("SELECT ltx_register(?, ?, ?)", (name, replica_url, query)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def default_vfs(on: bool) -> str:
+    """Makes ``ltx`` the process's default VFS (``True``) or gives the place back
+    (``False``); returns the default VFS's name after. The same as ``ltx_default_vfs`` in
+    SQL, which only trusted connections have."""
+    conn = _control()
+    try:
+        return conn.execute("SELECT ltx_default_vfs(?)", (1 if on else 0,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def connect(
+    replica_url: str, *, name: str = "replica.db", trusted_sql: bool = False, **options: Any
+) -> sqlite3.Connection:
     """Opens the replica at ``replica_url`` (``s3://bucket/app.db``, ``file:///dir``, ...)
     as a read-only ``sqlite3.Connection``.
+
+    ``trusted_sql=True`` trusts the SQL run on this connection with the functions that change
+    state (``ltx_set_time``, ``ltx_register``, ...): leave it off where strangers' SQL runs.
+    ``sql_time_travel=True`` lets any SQL move this database in time with ``ltx_set_time``.
 
     ``options`` are the extension's settings (``cache_size="64MiB"``, ``timeout="30s"``,
     ``poll="1s"``, ``hydrate=path``, ``txid="4b"``, ``time=datetime or "5 minutes ago"``);
@@ -106,13 +172,20 @@ def connect(replica_url: str, *, name: str = "replica.db", **options: Any) -> sq
             )
     query = "&".join(f"{key}={quote(str(value), safe='')}" for key, value in params)
     try:
-        return sqlite3.connect(f"file:{quote(name)}?{query}", uri=True, **connect_args)
+        conn = sqlite3.connect(f"file:{quote(name)}?{query}", uri=True, **connect_args)
     except sqlite3.OperationalError as e:
         # SQLite says only "unable to open database file"; the extension knows why.
         why = last_error()
         if why:
             raise sqlite3.OperationalError(f"{e}: {why}") from e
         raise
+    if trusted_sql:
+        try:
+            load(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
 
 
 def fork(
@@ -138,17 +211,16 @@ def fork(
     elif time is not None:
         at = _setting(time)
     # A connection the extension is loaded on: control functions are trusted there.
-    conn = sqlite3.connect(":memory:")
+    conn = _control()
     try:
-        load(conn)
         return conn.execute("SELECT ltx_fork(?, ?, ?)", (source, target, at)).fetchone()[0]
     finally:
         conn.close()
 
 
 def last_error() -> Union[str, None]:
-    """The sentence behind the extension's last error in this process (why an open
-    failed), or None."""
+    """The sentence behind the last failed open of a database through the extension on this
+    thread, or None. (A connection's own errors: ``SELECT ltx_last_error()`` on it.)"""
     _ensure_loaded()
     conn = sqlite3.connect(":memory:")
     try:
