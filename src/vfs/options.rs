@@ -11,6 +11,7 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_CACHE_DIR_SIZE: u64 = 1 << 30;
 pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// Resolves a database's settings. `uri` returns a URI parameter of the database's name;
 /// `env` an environment variable.
@@ -84,6 +85,18 @@ pub(crate) fn resolve(
             .or_else(|| pick("buffer_path", &["LITESTREAM_BUFFER_PATH"]))
             .map(|(_, p)| p.into()),
         compaction: compaction(&pick)?,
+        lease_ttl: match pick("lease_ttl", &["LTXVFS_LEASE_TTL"]) {
+            Some((_, v)) if matches!(v.trim(), "off" | "0") => None,
+            Some((from, v)) => Some(
+                humantime::parse_duration(v.trim())
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(100))
+                    .ok_or_else(|| {
+                        Error::Config(format!("{from}: {v:?} is not off or a duration (e.g. 10s)"))
+                    })?,
+            ),
+            None => Some(DEFAULT_LEASE_TTL),
+        },
     })
 }
 

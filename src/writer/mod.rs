@@ -11,10 +11,12 @@ mod buffered;
 mod commit;
 mod compact;
 mod dirty;
+mod lease;
 mod locks;
 
 pub(crate) use buffered::Buffered;
 pub(crate) use commit::commit;
 pub(crate) use compact::Compactor;
 pub(crate) use dirty::DirtyPages;
+pub(crate) use lease::{Lease, Taken};
 pub(crate) use locks::LockTable;
