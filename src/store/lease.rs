@@ -28,6 +28,12 @@ pub enum LeaseWrite {
 }
 
 impl Store {
+    /// Whether the store can replace an object only if unchanged (not file://, whose
+    /// object_store backend cannot): without that, no lease.
+    pub fn has_conditional_update(&self) -> bool {
+        !matches!(self.location, super::location::Location::File { .. })
+    }
+
     fn lease_path(&self) -> Path {
         self.root.clone().join("lease")
     }

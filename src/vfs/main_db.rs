@@ -117,14 +117,16 @@ impl MainDb {
             failed: None,
             buffered,
             compactor: Compactor::of(&replica, &compaction),
-            lease: lease_ttl.map(|ttl| {
-                Lease::of(
-                    &replica.config().url,
-                    replica.store(),
-                    ttl,
-                    replica.timeout(),
-                )
-            }),
+            lease: lease_ttl
+                .filter(|_| replica.store().has_conditional_update())
+                .map(|ttl| {
+                    Lease::of(
+                        &replica.config().url,
+                        replica.store(),
+                        ttl,
+                        replica.timeout(),
+                    )
+                }),
         });
         let mut db = MainDb {
             replica,

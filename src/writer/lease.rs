@@ -121,7 +121,10 @@ struct State {
     /// A transaction of this process holds the lease now.
     in_txn: bool,
     last_activity: Instant,
-    linger_running: bool,
+    /// The keeper task of this number is the current one; an older one ends when it
+    /// wakes (a new one starts at each transaction's start and end, so its deadline is
+    /// always from the latest change).
+    keeper: u64,
     /// Who held the lease when this process last found it held by another.
     other: Option<String>,
 }
@@ -169,7 +172,7 @@ impl Lease {
                 unsupported: false,
                 in_txn: false,
                 last_activity: Instant::now(),
-                linger_running: false,
+                keeper: 0,
                 other: None,
             }),
             stats: Stats::default(),
@@ -215,7 +218,10 @@ impl Lease {
             self.timeout * 3,
         );
         match &taken {
-            Ok(Taken::Held { .. }) => self.state().in_txn = true,
+            Ok(Taken::Held { .. }) => {
+                self.state().in_txn = true;
+                self.linger();
+            }
             Ok(Taken::Busy) => {}
             Err(_) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -424,34 +430,51 @@ impl Lease {
         Ok(())
     }
 
-    /// Starts the task that releases the lease after [`LINGER`] without a transaction,
-    /// unless it runs.
+    /// Starts the keeper task (see [`Lease::keep`]) for the state now, ending the previous
+    /// one.
     fn linger(self: &Arc<Self>) {
-        {
+        let number = {
             let mut st = self.state();
-            if st.linger_running || st.held.is_none() {
+            st.keeper += 1;
+            if st.held.is_none() {
                 return;
             }
-            st.linger_running = true;
-        }
+            st.keeper
+        };
         let me = self.clone();
-        if crate::io::spawn(async move { me.linger_task().await }).is_err() {
-            self.state().linger_running = false;
-        }
+        let _ = crate::io::spawn(async move { me.keep(number).await });
     }
 
-    async fn linger_task(self: Arc<Self>) {
+    /// The keeper: while this process holds the lease, renews it when due during a
+    /// transaction, and releases it (to a waiter, if any) after [`LINGER`] without one.
+    async fn keep(self: Arc<Self>, number: u64) {
         let released = loop {
-            let wait = {
+            let (wait, renew) = {
                 let mut st = self.state();
                 let now = Instant::now();
                 let due = st.last_activity + LINGER;
-                if st.held.is_none() || (!st.in_txn && now >= due) {
-                    st.linger_running = false;
+                let Some(held) = st.held.as_ref().filter(|_| st.keeper == number) else {
+                    return;
+                };
+                if !st.in_txn && now >= due {
                     break st.held.take();
                 }
-                if st.in_txn { LINGER } else { due - now }
+                let renew_at = held.renew_at;
+                match (st.in_txn, now >= renew_at) {
+                    (true, true) => (
+                        Duration::ZERO,
+                        Some((held.doc.clone(), held.version.clone())),
+                    ),
+                    (true, false) => (renew_at - now, None),
+                    (false, _) => (due - now, None),
+                }
             };
+            if let Some((doc, version)) = renew
+                && self.renew(doc, version).await.is_err()
+            {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                crate::io::sleep(LINGER).await;
+            }
             crate::io::sleep(wait).await;
         };
         if let Some(held) = released
@@ -459,6 +482,35 @@ impl Lease {
         {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Extends the lease by a TTL from now (a transaction longer than half a TTL); if the
+    /// object changed, this process no longer holds it (or a waiter came: it learns at the
+    /// next BEGIN).
+    async fn renew(&self, doc: Doc, version: LeaseVersion) -> Result<()> {
+        let mut next = doc;
+        next.owner = Some((self.me.clone(), now_ms() + self.ttl_ms()));
+        let now = Instant::now();
+        let written = self
+            .store
+            .put_lease(next.to_bytes(), Some(&version))
+            .await?;
+        let mut st = self.state();
+        match (written, st.held.as_mut()) {
+            (LeaseWrite::Stored(v), Some(held)) if held.version == version => {
+                self.stats.renewals.fetch_add(1, Ordering::Relaxed);
+                held.version = v;
+                held.doc = next;
+                held.renew_at = now + self.ttl / 2;
+            }
+            // Changed: the next BEGIN reads it (check now).
+            (_, Some(held)) => {
+                held.check_at = now;
+                held.renew_at = now + self.ttl;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The last writable connection closes: the lease goes (to a waiter, if any) now.
