@@ -264,3 +264,66 @@ fn a_killed_holders_lease_is_taken_after_its_ttl() {
     }
     assert_eq!(rows.get(&("after".to_string(), 0)), Some(&1));
 }
+
+/// A holder stopped (SIGSTOP) inside its transaction, past its TTL: another writer takes
+/// the lease and commits; the holder, resumed, finds its TXID taken at COMMIT
+/// (SQLITE_BUSY_SNAPSHOT) and stores nothing.
+#[test]
+fn a_holder_paused_mid_transaction_past_its_ttl_loses_at_commit() {
+    let t = WriteTarget::new("lease-paused-txn", Target::S3);
+    let extra = "&lease_ttl=1s";
+    create_writer_tables(&t.url, extra);
+    let mut held = Command::new(env!("CARGO_BIN_EXE_ltx_held_txn"))
+        .env_remove("AWS_CA_BUNDLE")
+        .args([&t.url, extra])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(held.stdout.take().unwrap()));
+    assert_eq!(out.next().unwrap().unwrap(), "ready");
+    let pid = held.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let w = open_writer(&t.url, &format!("{extra}&poll=0")).unwrap();
+    w.busy_timeout(Duration::ZERO).unwrap();
+    let err = w.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+    assert_eq!(
+        err.sqlite_error().map(|e| e.extended_code),
+        Some(5),
+        "{err}"
+    );
+    w.busy_timeout(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    w.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('other', 0); COMMIT;")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    use std::io::Write;
+    writeln!(held.stdin.take().unwrap(), "commit").unwrap();
+    let verdict = out.next().unwrap().unwrap();
+    held.wait().unwrap();
+    eprintln!("paused mid-transaction: the other waited {waited:?}; the resumed holder: {verdict}");
+    assert_eq!(verdict, "err 517", "the resumed holder's COMMIT is refused");
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+    drop(w);
+    let rows = t.restored_rows();
+    assert_eq!(rows.get(&("other".to_string(), 0)), Some(&1));
+    assert_eq!(
+        rows.get(&("held".to_string(), 0)),
+        None,
+        "the paused commit won nothing"
+    );
+    assert_eq!(t.level0_txids(), vec![1, 2]);
+}
