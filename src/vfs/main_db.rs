@@ -248,9 +248,14 @@ impl MainDb {
                 return Err(Refused::Busy);
             }
             if let Some(lease) = &w.lease {
-                match lease.take() {
-                    Ok(Taken::Held { fresh: false }) => {}
-                    Ok(Taken::Held { fresh: true }) => {
+                let known = self
+                    .pinned
+                    .as_ref()
+                    .map_or_else(|| self.replica.current().txid, |p| p.txid)
+                    .0;
+                match lease.take(known) {
+                    Ok(Taken::Held { catch_up: false }) => {}
+                    Ok(Taken::Held { catch_up: true }) => {
                         // Another process may have committed while this one waited: read
                         // the newest state now, and retry from it if it moved.
                         self.replica.refresh();
@@ -265,6 +270,11 @@ impl MainDb {
                         }
                     }
                     Ok(Taken::Busy) => {
+                        // The holder moved on: read its state while waiting, so the try
+                        // that gets the lease starts from it.
+                        if lease.behind(self.replica.current().txid.0) {
+                            self.replica.refresh();
+                        }
                         w.locks.release(w.me);
                         return Err(Refused::Busy);
                     }
@@ -305,7 +315,7 @@ impl MainDb {
             w.dirty.clear();
             w.failed = None;
             if let Some(lease) = &w.lease {
-                lease.finish();
+                lease.finish(self.replica.current().txid.0);
             }
             w.locks.release(w.me);
         }

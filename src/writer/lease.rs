@@ -24,15 +24,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// How often a holder in a stream of transactions reads the lease again (for waiters, or a
 /// takeover while it was paused).
 const CHECK: Duration = Duration::from_secs(1);
+/// How long after it last saw another writer a holder reads the lease at every BEGIN (so it
+/// hands over after each transaction while others take turns with it).
+const CONTENDED: Duration = Duration::from_secs(5);
 /// How long a holder keeps the lease without a transaction before it releases it.
 const LINGER: Duration = Duration::from_secs(1);
 
 /// What a BEGIN's request for the lease came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Taken {
-    /// This process holds the lease. `fresh`: it did not before this call (another process
-    /// may have committed since: read the store's newest state).
-    Held { fresh: bool },
+    /// This process holds the lease. `catch_up`: it did not before this call, and another
+    /// process may have committed past the state the caller knows: read the store's newest.
+    Held { catch_up: bool },
     /// Another process holds it (or a waiter ahead of this one gets it next).
     Busy,
 }
@@ -42,11 +45,13 @@ pub(crate) enum Taken {
 /// ```text
 /// ltxvfs-lease 1
 /// owner <id> <expires, ms since the epoch>
+/// txid <the newest TXID its writer stored, when it last wrote the lease>
 /// waiter <id> <last seen, ms since the epoch>
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Doc {
     owner: Option<(String, u64)>,
+    txid: Option<u64>,
     waiters: Vec<(String, u64)>,
 }
 
@@ -59,6 +64,7 @@ impl Doc {
             let parts: Vec<&str> = line.split_whitespace().collect();
             match parts.as_slice() {
                 ["owner", id, ms] => doc.owner = ms.parse().ok().map(|ms| (id.to_string(), ms)),
+                ["txid", n] => doc.txid = n.parse().ok(),
                 ["waiter", id, ms] => {
                     if let Ok(ms) = ms.parse() {
                         doc.waiters.push((id.to_string(), ms));
@@ -74,6 +80,9 @@ impl Doc {
         let mut s = String::from("ltxvfs-lease 1\n");
         if let Some((id, ms)) = &self.owner {
             s.push_str(&format!("owner {id} {ms}\n"));
+        }
+        if let Some(txid) = self.txid {
+            s.push_str(&format!("txid {txid}\n"));
         }
         for (id, ms) in &self.waiters {
             s.push_str(&format!("waiter {id} {ms}\n"));
@@ -116,6 +125,8 @@ struct Held {
 #[derive(Debug)]
 struct State {
     held: Option<Held>,
+    /// When this process last saw another writer (holding or waiting).
+    contended_at: Option<Instant>,
     /// The store cannot replace an object conditionally (file://): no lease.
     unsupported: bool,
     /// A transaction of this process holds the lease now.
@@ -127,6 +138,8 @@ struct State {
     keeper: u64,
     /// Who held the lease when this process last found it held by another.
     other: Option<String>,
+    /// The newest TXID a lease read named (its holder's, when it last wrote the lease).
+    seen_txid: Option<u64>,
 }
 
 /// One process's side of a replica's lease, shared by its writable connections (which the
@@ -169,11 +182,13 @@ impl Lease {
             timeout,
             state: Mutex::new(State {
                 held: None,
+                contended_at: None,
                 unsupported: false,
                 in_txn: false,
                 last_activity: Instant::now(),
                 keeper: 0,
                 other: None,
+                seen_txid: None,
             }),
             stats: Stats::default(),
         });
@@ -195,26 +210,26 @@ impl Lease {
     /// # Errors
     /// [`crate::error::Error::Io`] if the store failed; the caller may go on without the
     /// lease (the conditional create still decides).
-    pub(crate) fn take(self: &Arc<Self>) -> Result<Taken> {
+    pub(crate) fn take(self: &Arc<Self>, known: u64) -> Result<Taken> {
         {
             let mut st = self.state();
             let now = Instant::now();
             if st.unsupported {
-                return Ok(Taken::Held { fresh: false });
+                return Ok(Taken::Held { catch_up: false });
             }
             if let Some(h) = &st.held
                 && now < h.check_at
                 && now < h.renew_at
             {
                 st.in_txn = true;
-                return Ok(Taken::Held { fresh: false });
+                return Ok(Taken::Held { catch_up: false });
             }
         }
         let me = self.clone();
         let taken = bridged(
             &self.store,
             "taking the writers' lease",
-            async move { me.take_slow().await },
+            async move { me.take_slow(known).await },
             self.timeout * 3,
         );
         match &taken {
@@ -231,11 +246,12 @@ impl Lease {
         taken
     }
 
-    async fn take_slow(self: Arc<Self>) -> Result<Taken> {
+    async fn take_slow(self: Arc<Self>, known: u64) -> Result<Taken> {
         let (doc, version) = match self.store.get_lease().await? {
             Some((bytes, v)) => (Doc::parse(&bytes), Some(v)),
             None => (Doc::default(), None),
         };
+        self.state().seen_txid = doc.txid;
         let (now, now_ms, ttl_ms) = (Instant::now(), now_ms(), self.ttl_ms());
         let was_held = self.state().held.is_some();
         // Waiters seen within a TTL, in their order; a waiter that gave up drops out.
@@ -266,6 +282,7 @@ impl Lease {
         fresh.retain(|(id, _)| *id != self.me);
         let mut next = Doc {
             owner: doc.owner.clone(),
+            txid: doc.txid.max(Some(known)),
             waiters: fresh,
         };
         let expires = doc.owner.as_ref().map_or(0, |o| o.1);
@@ -288,7 +305,7 @@ impl Lease {
                     }
                     LeaseWrite::Unsupported => {
                         self.state().unsupported = true;
-                        return Ok(Taken::Held { fresh: false });
+                        return Ok(Taken::Held { catch_up: false });
                     }
                 }
             }
@@ -299,10 +316,14 @@ impl Lease {
                 .map_or(0, |o| o.1.saturating_sub(now_ms)),
         );
         let mut st = self.state();
+        if others_wait {
+            st.contended_at = Some(now);
+        }
+        let contended = st.contended_at.is_some_and(|t| now < t + CONTENDED);
         st.held = Some(Held {
             version,
             doc: next,
-            check_at: now + CHECK,
+            check_at: if contended { now } else { now + CHECK },
             renew_at: now + left.saturating_sub(self.ttl / 2),
             hand_over: others_wait,
         });
@@ -312,7 +333,18 @@ impl Lease {
                 self.stats.handed_to_us.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(Taken::Held { fresh: !was_held })
+        // Handed over with the TXID its giver reached, which the caller knows: nothing to
+        // read. Taken after an expiry (or with no TXID named): read the store.
+        let caught_up = mine && doc.txid.is_some_and(|t| t <= known);
+        Ok(Taken::Held {
+            catch_up: !was_held && !caught_up,
+        })
+    }
+
+    /// Whether the lease last read names a TXID newer than `known` (the process waiting
+    /// for its turn reads that state before its next try).
+    pub(crate) fn behind(&self, known: u64) -> bool {
+        self.state().seen_txid.is_some_and(|t| t > known)
     }
 
     /// Another process holds the lease (or gets it next): this one registers as a waiter
@@ -322,6 +354,7 @@ impl Lease {
             let mut st = self.state();
             st.held = None;
             st.other = Some(other);
+            st.contended_at = Some(Instant::now());
         }
         self.stats.busy.fetch_add(1, Ordering::Relaxed);
         let now_ms = now_ms();
@@ -358,11 +391,14 @@ impl Lease {
     /// The end of this process's write transaction: hands the lease to the first waiter if
     /// one waits (this process's next BEGIN then queues behind it), else keeps it for
     /// [`LINGER`].
-    pub(crate) fn finish(self: &Arc<Self>) {
+    pub(crate) fn finish(self: &Arc<Self>, txid: u64) {
         let handing = {
             let mut st = self.state();
             if !st.in_txn {
                 return;
+            }
+            if let Some(held) = st.held.as_mut() {
+                held.doc.txid = held.doc.txid.max(Some(txid));
             }
             st.in_txn = false;
             st.last_activity = Instant::now();
@@ -399,6 +435,7 @@ impl Lease {
                 .collect();
             let next = Doc {
                 owner: (!waiters.is_empty()).then(|| (waiters.remove(0).0, now_ms + self.ttl_ms())),
+                txid: doc.txid,
                 waiters,
             };
             match self
@@ -576,11 +613,17 @@ mod tests {
     fn a_lease_reads_back_what_it_wrote_and_skips_what_it_does_not_know() {
         let doc = Doc {
             owner: Some(("12-ab".into(), 1_000)),
+            txid: None,
             waiters: vec![("13-cd".into(), 900), ("14-ef".into(), 950)],
         };
         assert_eq!(Doc::parse(&doc.to_bytes()), doc);
         assert_eq!(doc.valid_owner(999), Some("12-ab"));
         assert_eq!(doc.valid_owner(1_000), None, "expired at its time");
+        let with_txid = Doc {
+            txid: Some(42),
+            ..doc.clone()
+        };
+        assert_eq!(Doc::parse(&with_txid.to_bytes()), with_txid);
         let odd = Doc::parse(b"something else\nowner x notanumber\nwaiter y 5\n");
         assert_eq!(odd.owner, None);
         assert_eq!(odd.waiters, vec![("y".to_string(), 5)]);
