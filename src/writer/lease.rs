@@ -384,7 +384,11 @@ impl Lease {
     /// A BEGIN that took the lease does not go on (its snapshot was stale): the lease stays,
     /// for the retry.
     pub(crate) fn pause(self: &Arc<Self>) {
-        self.state().in_txn = false;
+        {
+            let mut st = self.state();
+            st.in_txn = false;
+            st.last_activity = Instant::now();
+        }
         self.linger();
     }
 
