@@ -286,7 +286,9 @@ impl Lease {
             waiters: fresh,
         };
         let expires = doc.owner.as_ref().map_or(0, |o| o.1);
-        let renew = !mine || expires.saturating_sub(now_ms) < ttl_ms / 2 || next != doc;
+        // The TXID alone changes nothing worth a write: it goes with the next one.
+        let renew =
+            !mine || expires.saturating_sub(now_ms) < ttl_ms / 2 || next.waiters != doc.waiters;
         let version = match (renew, version) {
             (false, Some(v)) => v,
             (_, over) => {
@@ -388,6 +390,10 @@ impl Lease {
             let mut st = self.state();
             st.in_txn = false;
             st.last_activity = Instant::now();
+            // Just read: the retry need not read it again.
+            if let Some(held) = st.held.as_mut() {
+                held.check_at = Instant::now() + CHECK;
+            }
         }
         self.linger();
     }
