@@ -366,6 +366,29 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_ttl_is_ten_seconds_a_duration_or_off() {
+        let uri = |ttl: Option<&'static str>| {
+            move |k: &str| match k {
+                "replica" => Some("s3://b/r".to_string()),
+                "lease_ttl" => ttl.map(str::to_string),
+                _ => None,
+            }
+        };
+        let ttl = |v| resolve(uri(v), |_| None).map(|c| c.lease_ttl);
+        assert_eq!(ttl(None).unwrap(), Some(DEFAULT_LEASE_TTL));
+        assert_eq!(ttl(Some("2s")).unwrap(), Some(Duration::from_secs(2)));
+        assert_eq!(ttl(Some("off")).unwrap(), None);
+        for bad in ["soon", "10ms"] {
+            let err = ttl(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("URI parameter lease_ttl"), "{err}");
+        }
+        let c = resolve(uri(None), |k| {
+            (k == "LTXVFS_LEASE_TTL").then(|| "off".into())
+        });
+        assert_eq!(c.unwrap().lease_ttl, None);
+    }
+
+    #[test]
     fn sync_is_commit_or_an_interval_with_litestream_names() {
         let with = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| {
