@@ -33,8 +33,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// What a BEGIN's request for the lease came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Taken {
-    /// This process holds the lease. `catch_up`: it did not before this call, and another
-    /// process may have committed past the state the caller knows: read the store's newest.
+    /// This process holds the lease. `catch_up`: it did not before this call (another
+    /// process may have committed past the state the caller knows: read the store's newest).
     Held { catch_up: bool },
     /// Another process holds it (or a waiter ahead of this one gets it next).
     Busy,
@@ -335,11 +335,11 @@ impl Lease {
                 self.stats.handed_to_us.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // Handed over with the TXID its giver reached, which the caller knows: nothing to
-        // read. Taken after an expiry (or with no TXID named): read the store.
-        let caught_up = mine && doc.txid.is_some_and(|t| t <= known);
+        // Taken from another process (handed over or after an expiry): read the store's
+        // newest state. (Trusting the TXID the lease names instead let a taker write on a
+        // schema it had not read: a test caught it.)
         Ok(Taken::Held {
-            catch_up: !was_held && !caught_up,
+            catch_up: !was_held,
         })
     }
 
@@ -547,7 +547,8 @@ impl Lease {
             (LeaseWrite::Stored(v), Some(held)) if held.version == version => {
                 self.stats.renewals.fetch_add(1, Ordering::Relaxed);
                 held.version = v;
-                held.doc = next;
+                // The doc read before the await may name an older TXID than `finish` set.
+                held.doc.owner = next.owner;
                 held.renew_at = now + self.ttl / 2;
             }
             // Changed: the next BEGIN reads it (check now).
