@@ -144,6 +144,7 @@ bench: build
 	$(TOOLS)/moto/bin/python bench/write.py --root . --out bench/results-write.json
 	$(TOOLS)/moto/bin/python bench/compaction.py --root . --out bench/results-compaction.json
 	$(TOOLS)/moto/bin/python bench/fork.py --root . --out bench/results-fork.json
+	$(TOOLS)/moto/bin/python bench/contention.py --root . --out bench/results-contention.json
 
 ## demo: replicate a sample database with litestream and query it through ltxvfs
 demo: build tools

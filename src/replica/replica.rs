@@ -71,6 +71,9 @@ pub struct ReplicaConfig {
     pub buffer: Option<std::path::PathBuf>,
     /// Write mode: how the writer keeps the replica short (`compaction=`, ...).
     pub compaction: CompactionConfig,
+    /// Write mode: the writers' lease's TTL (`lease_ttl=`); `None`: no lease, racing
+    /// writers meet only at COMMIT.
+    pub lease_ttl: Option<Duration>,
 }
 
 /// The writer's compaction ladder and retention, with Litestream 0.5's defaults.

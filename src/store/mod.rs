@@ -9,7 +9,10 @@ mod backend;
 mod copy;
 mod http;
 pub use copy::Taken;
+mod lease;
 pub(crate) mod location;
+
+pub use lease::{LeaseVersion, LeaseWrite};
 
 use crate::error::{Error, Result};
 use crate::replica::LtxFileId;
@@ -44,6 +47,8 @@ pub struct StoreStats {
     pub list_requests: AtomicU64,
     pub get_requests: AtomicU64,
     pub bytes_fetched: AtomicU64,
+    /// Reads and writes of the writers' lease object.
+    pub lease_requests: AtomicU64,
 }
 
 /// A replica's location in an object store.

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::ltx::Pgno;
 use crate::replica::{Replica, ReplicaConfig, Snapshot, Target};
-use crate::writer::{self, Buffered, Compactor, DirtyPages, LockTable};
+use crate::writer::{self, Buffered, Compactor, DirtyPages, Lease, LockTable, Taken};
 use std::sync::Arc;
 
 /// SQLite's lock levels (https://www.sqlite.org/c3ref/c_lock_exclusive.html).
@@ -56,6 +56,8 @@ pub(super) struct Writing {
     pub(super) buffered: Option<Arc<Buffered>>,
     /// Keeps the replica short (`compaction=off`: `None`).
     pub(super) compactor: Option<Arc<Compactor>>,
+    /// The writers' lease across processes (`lease_ttl=off`, or `sync=<duration>`: `None`).
+    pub(super) lease: Option<Arc<Lease>>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,7 @@ impl MainDb {
     pub(crate) fn open(config: ReplicaConfig, start: Target) -> Result<MainDb> {
         let (write, sync, buffer) = (config.write, config.sync, config.buffer.clone());
         let compaction = config.compaction.clone();
+        let lease_ttl = config.lease_ttl.filter(|_| sync.is_none());
         let replica = Replica::open(config)?;
         if write && start != Target::Latest {
             return Err(Error::Config(
@@ -117,6 +120,16 @@ impl MainDb {
             failed: None,
             buffered,
             compactor: Compactor::of(&replica, &compaction),
+            lease: lease_ttl
+                .filter(|_| replica.store().has_conditional_update())
+                .map(|ttl| {
+                    Lease::of(
+                        &replica.config().url,
+                        replica.store(),
+                        ttl,
+                        replica.timeout(),
+                    )
+                }),
         });
         let mut db = MainDb {
             replica,
@@ -238,6 +251,41 @@ impl MainDb {
             if stale || !w.locks.try_reserve(w.me) {
                 return Err(Refused::Busy);
             }
+            if let Some(lease) = &w.lease {
+                let known = self
+                    .pinned
+                    .as_ref()
+                    .map_or_else(|| self.replica.current().txid, |p| p.txid)
+                    .0;
+                match lease.take(known) {
+                    Ok(Taken::Held { catch_up: false }) => {}
+                    Ok(Taken::Held { catch_up: true }) => {
+                        // Another process may have committed while this one waited: read
+                        // the newest state now, and retry from it if it moved.
+                        self.replica.refresh();
+                        let moved = self
+                            .pinned
+                            .as_ref()
+                            .is_some_and(|p| !p.same_state(&self.replica.current()));
+                        if moved {
+                            lease.pause();
+                            w.locks.release(w.me);
+                            return Err(Refused::Busy);
+                        }
+                    }
+                    Ok(Taken::Busy) => {
+                        // The holder moved on: read its state while waiting, so the try
+                        // that gets the lease starts from it.
+                        if lease.behind(self.replica.current().txid.0) {
+                            self.replica.refresh();
+                        }
+                        w.locks.release(w.me);
+                        return Err(Refused::Busy);
+                    }
+                    // Without the lease: the conditional create of the TXID still decides.
+                    Err(e) => self.last_error = Some(e.to_string()),
+                }
+            }
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
@@ -270,6 +318,9 @@ impl MainDb {
             }
             w.dirty.clear();
             w.failed = None;
+            if let Some(lease) = &w.lease {
+                lease.finish(self.replica.current().txid.0);
+            }
             w.locks.release(w.me);
         }
         if level < self.lock {
@@ -394,6 +445,9 @@ impl Drop for MainDb {
         }
         if let Some(compactor) = &w.compactor {
             compactor.release();
+        }
+        if let Some(lease) = &w.lease {
+            lease.close();
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_CACHE_DIR_SIZE: u64 = 1 << 30;
 pub(crate) const DEFAULT_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// Upper bounds of host-given settings: a value past them is a typo or an attack (an open
 /// that waits for ever on a silent endpoint; a deadline that overflows the clock), refused
@@ -29,7 +30,7 @@ const MAX_COMPACTION_BUFFER: u64 = 4 << 30;
 /// The URI parameters of a database opened through `ltx` (with Litestream's aliases), and
 /// SQLite's own that may stand beside them. Any other is refused at the open, with a
 /// sentence naming these: a misspelt setting must not be ignored silently.
-pub(crate) const URI_PARAMETERS: [&str; 23] = [
+pub(crate) const URI_PARAMETERS: [&str; 24] = [
     "replica",
     "cache_size",
     "cache_dir",
@@ -52,6 +53,7 @@ pub(crate) const URI_PARAMETERS: [&str; 23] = [
     "l0_retention",
     "retention",
     "compaction_buffer",
+    "lease_ttl",
     "sql_time_travel",
 ];
 const SQLITE_URI_PARAMETERS: [&str; 7] = [
@@ -208,6 +210,20 @@ pub(crate) fn resolve(
             .or_else(|| pick("buffer_path", &["LITESTREAM_BUFFER_PATH"]))
             .map(|(_, p)| p.into()),
         compaction: compaction(&pick)?,
+        lease_ttl: match pick("lease_ttl", &["LTXVFS_LEASE_TTL"]) {
+            Some((_, v)) if matches!(v.trim(), "off" | "0") => None,
+            Some((from, v)) => Some(at_most(
+                &from,
+                humantime::parse_duration(v.trim())
+                    .ok()
+                    .filter(|d| *d >= Duration::from_millis(100))
+                    .ok_or_else(|| {
+                        Error::Config(format!("{from}: {v:?} is not off or a duration (e.g. 10s)"))
+                    })?,
+                MAX_TIMEOUT,
+            )?),
+            None => Some(DEFAULT_LEASE_TTL),
+        },
     })
 }
 
@@ -481,6 +497,29 @@ mod tests {
             resolve(|_| None, |_| None),
             Err(Error::NoReplicaUrl)
         ));
+    }
+
+    #[test]
+    fn the_lease_ttl_is_ten_seconds_a_duration_or_off() {
+        let uri = |ttl: Option<&'static str>| {
+            move |k: &str| match k {
+                "replica" => Some("s3://b/r".to_string()),
+                "lease_ttl" => ttl.map(str::to_string),
+                _ => None,
+            }
+        };
+        let ttl = |v| resolve(uri(v), |_| None).map(|c| c.lease_ttl);
+        assert_eq!(ttl(None).unwrap(), Some(DEFAULT_LEASE_TTL));
+        assert_eq!(ttl(Some("2s")).unwrap(), Some(Duration::from_secs(2)));
+        assert_eq!(ttl(Some("off")).unwrap(), None);
+        for bad in ["soon", "10ms"] {
+            let err = ttl(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("URI parameter lease_ttl"), "{err}");
+        }
+        let c = resolve(uri(None), |k| {
+            (k == "LTXVFS_LEASE_TTL").then(|| "off".into())
+        });
+        assert_eq!(c.unwrap().lease_ttl, None);
     }
 
     #[test]

@@ -128,6 +128,12 @@ impl MainDb {
                     .and_then(|w| w.compactor.as_ref())
                     .map_or_else(|| "{\"state\":\"off\"}".to_string(), |c| c.report()),
             ),
+            "ltx_lease" => read_only(
+                self.writing
+                    .as_ref()
+                    .and_then(|w| w.lease.as_ref())
+                    .map_or_else(|| "{\"state\":\"off\"}".to_string(), |l| l.report()),
+            ),
             _ => Pragma::NotOurs,
         }
     }

@@ -12,6 +12,7 @@ mod commit;
 mod compact;
 mod dirty;
 mod fork;
+mod lease;
 mod locks;
 pub(crate) mod private_dir;
 
@@ -20,4 +21,5 @@ pub(crate) use commit::commit;
 pub(crate) use compact::Compactor;
 pub(crate) use dirty::DirtyPages;
 pub(crate) use fork::fork;
+pub(crate) use lease::{Lease, Taken};
 pub(crate) use locks::LockTable;

@@ -146,7 +146,9 @@ fn two_writer_processes_on_gcs_lose_nothing() {
 /// of its transaction stored, and its next transaction reads the winner's and commits.
 fn a_lost_race_is_refused_by_the_store(name: &str, target: Target) {
     let t = WriteTarget::new(name, target);
-    let a = open_writer(&t.url, "&poll=0").unwrap();
+    // Without the writers' lease, which would make `b` wait its turn (write_lease.rs):
+    // here the store alone refuses the loser.
+    let a = open_writer(&t.url, "&poll=0&lease_ttl=off").unwrap();
     a.execute_batch(
         "BEGIN; CREATE TABLE t(who TEXT, v BLOB); INSERT INTO t VALUES ('a', zeroblob(9000)); COMMIT;",
     )
@@ -157,7 +159,7 @@ fn a_lost_race_is_refused_by_the_store(name: &str, target: Target) {
         _ => t.other_url.clone(),
     };
     assert_ne!(b_url, t.url);
-    let b = open_writer(&b_url, "&poll=0").unwrap();
+    let b = open_writer(&b_url, "&poll=0&lease_ttl=off").unwrap();
     let count = |c: &Connection| -> i64 {
         c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap()

@@ -1,0 +1,329 @@
+//! The writers' lease (#26): a second writer's BEGIN IMMEDIATE is busy before its work, the
+//! lease changes hands between writers on every store, a writer paused past the TTL wins no
+//! TXID another took, a killed holder's lease is taken after its TTL, and a lone writer pays
+//! (almost) nothing for it.
+
+use ltxvfs_sqlite_tests::{
+    Target, WriteTarget, create_writer_tables, kill_writer_when, open_writer,
+};
+use rusqlite::Connection;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn lease(c: &Connection) -> String {
+    c.query_row("PRAGMA ltx_lease", [], |r| r.get(0)).unwrap()
+}
+
+/// A number from `PRAGMA ltx_lease`.
+fn lease_stat(c: &Connection, key: &str) -> u64 {
+    let json = lease(c);
+    let at = json.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+    json[at..]
+        .split(|ch: char| !ch.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn count(c: &Connection) -> i64 {
+    c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Two writers of one replica (two spellings of its URL: two `Replica`s and two leases in
+/// this process, as in two processes): while `a` writes, `b`'s BEGIN IMMEDIATE is BUSY at
+/// once; once `a` is done the lease goes to `b` (which waited), whose transaction reads
+/// `a`'s commit; then `a` waits for `b`.
+fn lease_changes_hands(name: &str, target: Target) {
+    let t = WriteTarget::new(name, target);
+    let b_url = match target {
+        Target::Gcs => t.url.replace("endpoint=http://", "endpoint="),
+        _ => t.other_url.clone(),
+    };
+    let a = open_writer(&t.url, "&poll=0&lease_ttl=5s").unwrap();
+    let b = open_writer(&b_url, "&poll=0&lease_ttl=5s").unwrap();
+    a.execute_batch("CREATE TABLE t(who TEXT)").unwrap();
+    b.busy_timeout(Duration::ZERO).unwrap();
+    assert!(lease(&a).contains("\"state\":\"held\""), "{}", lease(&a));
+
+    a.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('a');")
+        .unwrap();
+    let started = Instant::now();
+    let err = b
+        .execute_batch("BEGIN IMMEDIATE")
+        .map(|_| lease(&b))
+        .unwrap_err();
+    assert_eq!(
+        err.sqlite_error().map(|e| e.extended_code),
+        Some(5),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(lease(&b).contains("\"state\":\"other\""), "{}", lease(&b));
+    a.execute_batch("COMMIT").unwrap();
+
+    // `b` registered as a waiter: `a` hands the lease over once it stops writing.
+    b.busy_timeout(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    b.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let waited = started.elapsed();
+    assert_eq!(count(&b), 1, "b reads a's commit at once");
+    b.execute_batch("INSERT INTO t VALUES ('b'); COMMIT;")
+        .unwrap();
+    assert!(waited < Duration::from_secs(4), "b waited {waited:?}");
+    assert_eq!(lease_stat(&a, "handed_over"), 1, "{}", lease(&a));
+    assert_eq!(lease_stat(&b, "handed_to_us"), 1, "{}", lease(&b));
+
+    b.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('b');")
+        .unwrap();
+    a.busy_timeout(Duration::ZERO).unwrap();
+    let err = a.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+    assert_eq!(
+        err.sqlite_error().map(|e| e.extended_code),
+        Some(5),
+        "{err}"
+    );
+    b.execute_batch("COMMIT").unwrap();
+    a.busy_timeout(Duration::from_secs(10)).unwrap();
+    a.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('a'); COMMIT;")
+        .unwrap();
+    assert_eq!(count(&a), 4);
+    assert_eq!(t.level0_txids(), (1..=5).collect::<Vec<u64>>());
+    eprintln!(
+        "{name}: b waited {waited:?}; a {}; b {}",
+        lease(&a),
+        lease(&b)
+    );
+}
+
+#[test]
+fn the_lease_changes_hands_on_s3() {
+    lease_changes_hands("lease-hands-s3", Target::S3);
+}
+
+#[test]
+fn the_lease_changes_hands_on_azure() {
+    lease_changes_hands("lease-hands-azure", Target::Azure);
+}
+
+#[test]
+fn the_lease_changes_hands_on_gcs() {
+    lease_changes_hands("lease-hands-gcs", Target::Gcs);
+}
+
+/// file:// cannot replace an object conditionally (object_store's local backend): no
+/// lease, writers meet at COMMIT as before.
+#[test]
+fn a_file_replica_has_no_lease_and_still_writes() {
+    let t = WriteTarget::new("lease-file", Target::File);
+    let a = open_writer(&t.url, "&poll=0").unwrap();
+    a.execute_batch("CREATE TABLE t(who TEXT); INSERT INTO t VALUES ('a');")
+        .unwrap();
+    assert!(lease(&a).contains("\"state\":\"off\""), "{}", lease(&a));
+    assert_eq!(t.level0_txids(), vec![1, 2]);
+}
+
+/// One writer alone: the lease costs a read about once a second and a renewal per half
+/// TTL, not a request per commit.
+#[test]
+fn a_lone_writer_pays_no_lease_request_per_commit() {
+    let t = WriteTarget::new("lease-lone", Target::S3);
+    let w = open_writer(&t.url, "&poll=0").unwrap();
+    w.execute_batch("CREATE TABLE t(who TEXT)").unwrap();
+    let started = Instant::now();
+    let commits = 60;
+    for _ in 0..commits {
+        w.execute("INSERT INTO t VALUES ('w')", []).unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let requests = lease_stat(&w, "lease_requests");
+    eprintln!(
+        "lone writer: {commits} commits in {secs:.2}s, {requests} lease requests; {}",
+        lease(&w)
+    );
+    // Take (read + create), then one read a second and a renewal every 5 s.
+    assert!(
+        requests as f64 <= 3.0 + 1.5 * secs.ceil(),
+        "{requests} lease requests for {commits} commits in {secs:.2}s"
+    );
+    assert_eq!(lease_stat(&w, "busy"), 0);
+}
+
+fn writer(url: &str, tag: &str, count: u32, extra: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_ltx_writer"))
+        .env_remove("AWS_CA_BUNDLE")
+        .args([url, tag, &count.to_string(), extra])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Acknowledged commits in a writer's output.
+fn acked(tag: &str, out: &str) -> Vec<(String, i64)> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("ok "))
+        .map(|n| (tag.to_owned(), n.parse().unwrap()))
+        .collect()
+}
+
+/// A holder stopped (SIGSTOP) past its TTL: another writer takes the lease and commits;
+/// the holder, resumed, wins no TXID already taken (its commit is refused or its BEGIN is
+/// busy), and every acknowledged commit of both is stored once.
+#[test]
+fn a_holder_paused_past_its_ttl_wins_no_taken_txid() {
+    let t = WriteTarget::new("lease-paused", Target::S3);
+    let extra = "&lease_ttl=1s";
+    create_writer_tables(&t.url, extra);
+    let mut child = writer(&t.url, "p", 100_000, extra);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut out = String::new();
+    while acked("p", &out).len() < 10 {
+        out.push_str(&lines.next().unwrap().unwrap());
+        out.push('\n');
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let w = open_writer(&t.url, &format!("{extra}&poll=0")).unwrap();
+    w.busy_timeout(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    let mut mine = Vec::new();
+    for n in 0..5 {
+        w.execute_batch(&format!(
+            "BEGIN IMMEDIATE; INSERT INTO t VALUES ('q', {n}); UPDATE counter SET n = n + 1; COMMIT;"
+        ))
+        .unwrap();
+        mine.push(("q".to_string(), n));
+    }
+    let took = started.elapsed();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The resumed writer goes on for a while, then is stopped for good.
+    let resumed_at = acked("p", &out).len();
+    while acked("p", &out).len() < resumed_at + 10 {
+        out.push_str(&lines.next().unwrap().unwrap());
+        out.push('\n');
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for line in lines.map_while(Result::ok) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    drop(w);
+    let refused = out.lines().filter(|l| l.starts_with("busy")).count();
+    eprintln!(
+        "paused holder: the other's 5 commits took {took:?}; the resumed one was refused {refused} times"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    let rows = t.restored_rows();
+    let mut all = acked("p", &out);
+    all.extend(mine);
+    for a in &all {
+        assert_eq!(rows.get(a), Some(&1), "acknowledged {a:?}");
+    }
+    assert!(
+        rows.len() <= all.len() + 1,
+        "only the commit in flight at the kill"
+    );
+    let txids = t.level0_txids();
+    assert_eq!(txids, (1..=txids.len() as u64).collect::<Vec<u64>>());
+}
+
+/// A holder SIGKILLed: its lease stays until its TTL, then another writer takes it.
+#[test]
+fn a_killed_holders_lease_is_taken_after_its_ttl() {
+    let t = WriteTarget::new("lease-killed", Target::S3);
+    let extra = "&lease_ttl=2s";
+    create_writer_tables(&t.url, extra);
+    let bin = env!("CARGO_BIN_EXE_ltx_writer");
+    let acked = kill_writer_when(bin, &t.url, "k", extra, |n| n >= 10);
+    let killed_at = Instant::now();
+    let w = open_writer(&t.url, &format!("{extra}&poll=0")).unwrap();
+    w.busy_timeout(Duration::from_secs(10)).unwrap();
+    w.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('after', 0); COMMIT;")
+        .unwrap();
+    let waited = killed_at.elapsed();
+    eprintln!("killed holder: taken over after {waited:?}; {}", lease(&w));
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    drop(w);
+    let rows = t.restored_rows();
+    for a in &acked {
+        assert_eq!(rows.get(a), Some(&1), "acknowledged {a:?}");
+    }
+    assert_eq!(rows.get(&("after".to_string(), 0)), Some(&1));
+}
+
+/// A holder stopped (SIGSTOP) inside its transaction, past its TTL: another writer takes
+/// the lease and commits; the holder, resumed, finds its TXID taken at COMMIT
+/// (SQLITE_BUSY_SNAPSHOT) and stores nothing.
+#[test]
+fn a_holder_paused_mid_transaction_past_its_ttl_loses_at_commit() {
+    let t = WriteTarget::new("lease-paused-txn", Target::S3);
+    let extra = "&lease_ttl=1s";
+    create_writer_tables(&t.url, extra);
+    let mut held = Command::new(env!("CARGO_BIN_EXE_ltx_held_txn"))
+        .env_remove("AWS_CA_BUNDLE")
+        .args([&t.url, extra])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufRead::lines(std::io::BufReader::new(held.stdout.take().unwrap()));
+    assert_eq!(out.next().unwrap().unwrap(), "ready");
+    let pid = held.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let w = open_writer(&t.url, &format!("{extra}&poll=0")).unwrap();
+    w.busy_timeout(Duration::ZERO).unwrap();
+    let err = w.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+    assert_eq!(
+        err.sqlite_error().map(|e| e.extended_code),
+        Some(5),
+        "{err}"
+    );
+    w.busy_timeout(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    w.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('other', 0); COMMIT;")
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    use std::io::Write;
+    writeln!(held.stdin.take().unwrap(), "commit").unwrap();
+    let verdict = out.next().unwrap().unwrap();
+    held.wait().unwrap();
+    eprintln!("paused mid-transaction: the other waited {waited:?}; the resumed holder: {verdict}");
+    assert_eq!(verdict, "err 517", "the resumed holder's COMMIT is refused");
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+    drop(w);
+    let rows = t.restored_rows();
+    assert_eq!(rows.get(&("other".to_string(), 0)), Some(&1));
+    assert_eq!(
+        rows.get(&("held".to_string(), 0)),
+        None,
+        "the paused commit won nothing"
+    );
+    assert_eq!(t.level0_txids(), vec![1, 2]);
+}
