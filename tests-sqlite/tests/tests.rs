@@ -46,3 +46,5 @@ mod write_backends;
 mod write_buffered;
 #[path = "it/write_faults.rs"]
 mod write_faults;
+#[path = "it/write_fleet.rs"]
+mod write_fleet;
