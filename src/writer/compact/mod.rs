@@ -234,7 +234,7 @@ impl Compactor {
 
     /// How long a failed pass waits before the next: a quarter of the shortest interval,
     /// between 100 ms and 1 s (the old tick's period).
-    fn retry_after(&self) -> Duration {
+    pub(super) fn retry_after(&self) -> Duration {
         (self.config.levels.iter())
             .chain([&self.config.l0_retention])
             .min()

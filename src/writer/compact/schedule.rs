@@ -11,27 +11,35 @@ use crate::ltx::Txid;
 use crate::replica::Replica;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
-
-/// The least time between two passes of one replica, whatever the deadlines say.
-const MIN_GAP: Duration = Duration::from_millis(100);
+use std::time::{Instant, SystemTime};
 
 /// The task of one compactor: until its last writable connection has gone, a pass at
 /// each deadline or commit. Holds neither the compactor nor the replica while it sleeps.
 pub(super) async fn run(me: Weak<Compactor>, replica: Weak<Replica>, wake: Arc<Wake>) {
-    let mut last_pass: Option<Instant> = None;
+    // The first pass comes a gap after the start too, as the old thread's first tick did.
+    let mut last_pass = Some(Instant::now());
     loop {
-        let deadline = {
+        let (deadline, gap) = {
             let (Some(compactor), Some(replica)) = (me.upgrade(), replica.upgrade()) else {
                 return;
             };
             if !compactor.keeps_running() {
                 return;
             }
-            compactor.next_deadline(&replica)
+            // Not two passes of one replica closer than the old tick's period (a quarter of
+            // the shortest interval, 100 ms to 1 s), whatever the deadlines say.
+            let gap = compactor.retry_after();
+            let at = compactor.next_deadline(&replica);
+            (at.map(|at| last_pass.map_or(at, |p| at.max(p + gap))), gap)
         };
-        let deadline = deadline.map(|at| last_pass.map_or(at, |p| at.max(p + MIN_GAP)));
         wake.until(deadline).await;
+        // A commit wakes it at once; passes still keep the gap (the commits in between are
+        // taken together).
+        if let Some(next) = last_pass.map(|p| p + gap)
+            && let Some(wait) = next.checked_duration_since(Instant::now())
+        {
+            crate::io::sleep(wait).await;
+        }
         let (Some(compactor), Some(replica)) = (me.upgrade(), replica.upgrade()) else {
             return;
         };
