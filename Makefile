@@ -136,6 +136,8 @@ fuzz:
 ## (scale.py, BENCH_SCALE_GB: 1 by default; "1,10" for the 10 GB one, ~30 min more)
 BENCH_TENANTS ?= 50
 BENCH_SCALE_GB ?= 1
+## writable tenants in one process (tenants_write.py, issue #23)
+BENCH_WRITE_TENANTS ?= 200
 bench: build
 	PYTHON=$(PYTHON) scripts/install-tools.sh $(TOOLS)
 	$(TOOLS)/moto/bin/python bench/bench.py --root . --out bench/results.json $(BENCH_ARGS)
@@ -145,6 +147,7 @@ bench: build
 	$(TOOLS)/moto/bin/python bench/compaction.py --root . --out bench/results-compaction.json
 	$(TOOLS)/moto/bin/python bench/fork.py --root . --out bench/results-fork.json
 	$(TOOLS)/moto/bin/python bench/contention.py --root . --out bench/results-contention.json
+	$(TOOLS)/moto/bin/python bench/tenants_write.py --root . --n $(BENCH_WRITE_TENANTS) --out bench/results-tenants-write.json
 
 ## demo: replicate a sample database with litestream and query it through ltxvfs
 demo: build tools

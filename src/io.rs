@@ -96,6 +96,54 @@ pub async fn sleep(d: Duration) {
     tokio::time::sleep(d).await;
 }
 
+/// What wakes a background task of one replica: its own commits, its last connection
+/// going. A wake while the task runs is kept for its next wait (one permit, not a count).
+#[derive(Debug, Default)]
+pub struct Wake(tokio::sync::Notify);
+
+impl Wake {
+    /// Wakes the task (now, or at its next wait).
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits until woken or until `deadline`, whichever comes first; with no deadline,
+    /// until woken. A timer exists only while a deadline is waited for.
+    pub async fn until(&self, deadline: Option<std::time::Instant>) {
+        match deadline {
+            None => self.0.notified().await,
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(at);
+                let _ = tokio::time::timeout_at(at, self.0.notified()).await;
+            }
+        }
+    }
+}
+
+/// A share of a budget of blocking work that runs at once, process-wide (see
+/// [`Budget::run`]).
+#[derive(Debug)]
+pub struct Budget(tokio::sync::Semaphore);
+
+impl Budget {
+    /// A budget of `n` at once.
+    pub const fn new(n: usize) -> Budget {
+        Budget(tokio::sync::Semaphore::const_new(n))
+    }
+
+    /// Runs the blocking `work` on the runtime's blocking pool once the budget has room
+    /// (so at most `n` of the pool's threads do this work, whatever the number of tasks
+    /// waiting); `None` if it panicked or the budget was closed.
+    pub async fn run<R, F>(&self, work: F) -> Option<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let _permit = self.0.acquire().await.ok()?;
+        tokio::task::spawn_blocking(work).await.ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+/// The process's budget for the writer's background passes (compaction, snapshots,
+/// retention) of every replica: this many at once, the rest wait their turn. A COMMIT's
+/// request, a read's or a poll's never takes it, so none waits behind a thousand tenants'
+/// background work; two passes at once keep the bridge's workers and the store's
+/// connections mostly theirs.
+pub(crate) static BACKGROUND: crate::io::Budget = crate::io::Budget::new(2);
+
+/// The process's budget for `sync=<duration>` uploads of every replica at once: they carry
+/// acknowledged commits, so they do not wait behind [`BACKGROUND`], but a thousand
+/// replicas shipping at one moment take turns on a few threads.
+pub(crate) static SHIPPING: crate::io::Budget = crate::io::Budget::new(4);
+
 /// Where a backend keeps the files of each level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {

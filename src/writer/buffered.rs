@@ -18,11 +18,12 @@ use super::buffer_file::{BufferFile, CommitRecord, HEADER_SIZE, Record};
 use super::commit::{Built, applied, commit_size, refuse_wal, store};
 use super::private_dir;
 use crate::error::{Error, Result};
+use crate::io::Wake;
 use crate::ltx::{Pgno, Txid};
 use crate::replica::{LocalPages, Replica, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,12 +36,22 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Buffered {
     url: String,
     inner: Mutex<Inner>,
-    /// One upload at a time: the thread's, a closing connection's, recovery's. (Two at
+    /// One upload at a time: the task's, a closing connection's, recovery's. (Two at
     /// once would both find the batch in doubt theirs, and the second would start the
     /// buffer over from an offset of a file the first had replaced.)
     shipping: Mutex<()>,
     holders: AtomicUsize,
+    /// Whether its upload task runs (one at a time).
+    running: AtomicBool,
+    /// Wakes the upload task: a commit buffered, the last connection gone.
+    wake: Arc<Wake>,
     interval: Duration,
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        self.wake.wake();
+    }
 }
 
 #[derive(Debug)]
@@ -76,9 +87,8 @@ impl Buffered {
         map.retain(|_, b| b.strong_count() > 0);
         let url = replica.url().to_owned();
         if let Some(found) = map.get(&url).and_then(Weak::upgrade) {
-            if found.holders.fetch_add(1, Ordering::AcqRel) == 0 {
-                found.start_uploads(replica)?;
-            }
+            found.holders.fetch_add(1, Ordering::AcqRel);
+            found.start_uploads(replica)?;
             return Ok(found);
         }
         let path = match path {
@@ -107,6 +117,8 @@ impl Buffered {
             }),
             shipping: Mutex::new(()),
             holders: AtomicUsize::new(1),
+            running: AtomicBool::new(false),
+            wake: Arc::default(),
             interval,
         });
         buffered.recover(replica, records)?;
@@ -115,19 +127,36 @@ impl Buffered {
         Ok(buffered)
     }
 
-    /// Starts the thread that uploads every interval (it stops when the last connection
-    /// has gone; a connection that comes back after that starts another).
+    /// Starts the task that uploads, an interval after a commit, what is buffered, unless
+    /// it runs (it stops when the last connection has gone; a connection that comes back
+    /// after that starts another). It waits on the commits, not on a timer: an idle
+    /// replica makes no requests.
     fn start_uploads(self: &Arc<Self>, replica: &Arc<Replica>) -> Result<()> {
-        let (me, weak_replica) = (Arc::downgrade(self), Arc::downgrade(replica));
-        let interval = self.interval;
-        std::thread::Builder::new()
-            .name("ltxvfs-sync".into())
-            .spawn(move || ship_every(interval, me, weak_replica))
-            .map(drop)
-            .map_err(|e| Error::Write {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let task = ship_after_commits(
+            self.interval,
+            Arc::downgrade(self),
+            Arc::downgrade(replica),
+            self.wake.clone(),
+        );
+        crate::io::spawn(task).map_err(|e| {
+            self.running.store(false, Ordering::Release);
+            Error::Write {
                 url: replica.url().to_owned(),
-                detail: format!("cannot start the upload thread: {e}"),
-            })
+                detail: format!("cannot start the upload task: {e}"),
+            }
+        })
+    }
+
+    /// Whether its task goes on: a connection holds it (see the compactor's).
+    fn keeps_running(&self) -> bool {
+        if self.holders.load(Ordering::Acquire) > 0 {
+            return true;
+        }
+        self.running.store(false, Ordering::Release);
+        self.holders.load(Ordering::Acquire) > 0 && !self.running.swap(true, Ordering::AcqRel)
     }
 
     /// Whether a writable connection of this process holds `url`'s buffered write state.
@@ -153,7 +182,9 @@ impl Buffered {
     /// A connection is done with it: the last one ships what is buffered before it goes
     /// (what cannot be shipped stays in the buffer for the next open).
     pub(crate) fn release(&self, replica: &Arc<Replica>) {
-        if self.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let last = self.holders.fetch_sub(1, Ordering::AcqRel) == 1;
+        self.wake.wake();
+        if last {
             // An upload in doubt first, then what came after it; what the store does not
             // take (it fails, or another writer was first) the buffer keeps for the next
             // open.
@@ -225,6 +256,7 @@ impl Buffered {
             inner.file.truncate(before)?;
             return Err(conflict());
         }
+        self.wake.wake();
         Ok(next)
     }
 
@@ -319,6 +351,7 @@ impl Buffered {
                 break;
             }
         }
+        super::compact::wake(replica.url());
         inner.file.restart(built.id.max_txid, keep_from)
     }
 
@@ -475,18 +508,33 @@ fn batch_of(url: &str, current: &Snapshot, local: &LocalPages) -> Result<Built> 
     Built::new(url, txid, local.page_size, local.commit, pages)
 }
 
-/// Every `interval`, the buffered transactions go up; stops when the replica's last
-/// writable connection has gone.
-fn ship_every(interval: Duration, me: Weak<Buffered>, replica: Weak<Replica>) {
+/// An `interval` after a commit woke it, the buffered transactions go up (those of that
+/// interval in one TXID); then it waits for the next commit. What an upload left buffered
+/// (it failed, or commits came meanwhile) goes an interval later. Stops when the replica's
+/// last writable connection has gone; holds neither while it waits.
+async fn ship_after_commits(
+    interval: Duration,
+    me: Weak<Buffered>,
+    replica: Weak<Replica>,
+    wake: Arc<Wake>,
+) {
     loop {
-        std::thread::sleep(interval);
+        wake.until(None).await;
+        crate::io::sleep(interval).await;
         let (Some(buffered), Some(replica)) = (me.upgrade(), replica.upgrade()) else {
             return;
         };
-        if buffered.holders.load(Ordering::Acquire) == 0 {
+        if !buffered.keeps_running() {
             return;
         }
-        let _ = buffered.ship(&replica);
+        let upload = crate::store::SHIPPING.run(move || {
+            let _ = buffered.ship(&replica);
+            let left = replica.current().local.is_some() && buffered.inner().failed.is_none();
+            if left {
+                buffered.wake.wake();
+            }
+        });
+        upload.await;
     }
 }
 

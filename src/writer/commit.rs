@@ -65,6 +65,7 @@ pub(crate) fn commit(
     }
     let next = Arc::new(applied(replica, base, &built, pages())?);
     replica.publish(base, next.clone());
+    super::compact::wake(replica.url());
     Ok(next)
 }
 

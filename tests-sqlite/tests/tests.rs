@@ -48,5 +48,7 @@ mod write_backends;
 mod write_buffered;
 #[path = "it/write_faults.rs"]
 mod write_faults;
+#[path = "it/write_fleet.rs"]
+mod write_fleet;
 #[path = "it/write_lease.rs"]
 mod write_lease;

@@ -170,6 +170,35 @@ pub(super) fn boundary(now: SystemTime, interval: Duration) -> u128 {
     ms / interval.as_millis().max(1)
 }
 
+/// When interval number `boundary` (as [`boundary`] counts them) begins.
+pub(super) fn boundary_time(boundary: u128, interval: Duration) -> SystemTime {
+    let ms = boundary.saturating_mul(interval.as_millis().max(1));
+    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// The first moment after `now` at which [`to_delete`] finds something in `listing` (what
+/// is left after this pass's removals), as files age past `l0_retention` and `retention`;
+/// `None` if nothing there will ever be removed unless new files come.
+pub(super) fn next_deletion(
+    listing: &Listing,
+    top: u8,
+    now: SystemTime,
+    l0_retention: Duration,
+    retention: Duration,
+) -> Option<SystemTime> {
+    let mut ages: Vec<SystemTime> = listing
+        .values()
+        .flatten()
+        .flat_map(|f| [f.last_modified + l0_retention, f.last_modified + retention])
+        .map(|t| t + Duration::from_millis(1))
+        .filter(|t| *t > now)
+        .collect();
+    ages.sort();
+    ages.dedup();
+    ages.into_iter()
+        .find(|t| !to_delete(listing, top, *t, l0_retention, retention).is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +339,28 @@ mod tests {
             started,
             day
         ));
+    }
+
+    #[test]
+    fn retention_sleeps_until_the_first_file_it_will_remove_is_old_enough() {
+        let (l0_retention, retention) = (Duration::from_secs(300), Duration::from_secs(86_400));
+        let mut listing = Listing::new();
+        // Level 1 covers 1-3: its level-0 files go once `l0_retention` old, 180 s from now
+        // (the newest of level 0 stays).
+        listing.insert(0, (1..=3).map(|t| file(0, t, t, 120)).collect());
+        listing.insert(1, vec![file(1, 1, 3, 100)]);
+        let next = next_deletion(&listing, 1, now(), l0_retention, retention).unwrap();
+        let wait = next.duration_since(now()).unwrap();
+        assert!(
+            wait > Duration::from_secs(180) && wait < Duration::from_secs(181),
+            "{wait:?}"
+        );
+        assert!(to_delete(&listing, 1, next, l0_retention, retention).len() == 2);
+        // Once they have gone, nothing will ever go without new files: no deadline.
+        listing.insert(0, vec![file(0, 3, 3, 120)]);
+        assert_eq!(
+            next_deletion(&listing, 1, next, l0_retention, retention),
+            None
+        );
     }
 }

@@ -8,29 +8,34 @@
 //! So a reader's open (or `litestream restore`) reads about a dozen files, not one per
 //! commit.
 //!
-//! It runs in a thread of the writer's process, off the commit path, and only while this
-//! process stored the replica's newest TXID (a writer that lost the replica to another
-//! stops). Every file it makes is created as a commit is, only if its name is free, in
+//! It runs as a task on the process's one runtime ([`schedule`]), off the commit path, and
+//! only while this process stored the replica's newest TXID (a writer that lost the replica
+//! to another stops): woken by the replica's own commits and by the next deadline of its
+//! ladder, it sleeps otherwise, and an idle replica makes no requests. Its passes take the
+//! process's background budget ([`crate::store::BACKGROUND`]), which commits never wait on. Every file it makes is created as a commit is, only if its name is free, in
 //! one request: a crash leaves the file whole or absent, and the next run redoes it.
 //! Nothing is deleted before the file that replaces it is stored; readers that planned on
 //! a deleted file plan again.
 
 mod ladder;
 mod merge;
+mod schedule;
+mod stored;
 
 use crate::error::{Error, Result};
-use crate::ltx::PageIndex;
 use crate::ltx::Txid;
 use crate::replica::{
-    CompactionConfig, FileIndex, LtxFileId, PlanFile, Replica, SNAPSHOT_LEVEL, Snapshot, Target,
+    CompactionConfig, LtxFileId, PlanFile, Replica, SNAPSHOT_LEVEL, Snapshot, Target,
 };
 use crate::store::ListedFile;
 use ladder::Listing;
 use merge::Merged;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
+use stored::{known_file, stored_here};
+pub(crate) use stored::{note_stored, wake};
 
 /// The compaction of one replica in this process, shared by its writable connections.
 #[derive(Debug)]
@@ -39,7 +44,17 @@ pub(crate) struct Compactor {
     config: CompactionConfig,
     started: SystemTime,
     holders: AtomicUsize,
+    /// Whether its task runs (one at a time).
+    running: AtomicBool,
+    /// Wakes its task: a commit stored, the last connection gone.
+    wake: Arc<crate::io::Wake>,
     state: Mutex<State>,
+}
+
+impl Drop for Compactor {
+    fn drop(&mut self) {
+        self.wake.wake();
+    }
 }
 
 /// What the last runs did, for `PRAGMA ltx_compaction`.
@@ -53,7 +68,13 @@ struct State {
     /// The newest snapshot, as last listed or made.
     newest_snapshot: Option<ListedFile>,
     listed_snapshots: bool,
-    retention_at: Option<Instant>,
+    /// Per level of the ladder above level 1: the level below made a file it has not
+    /// taken yet (level 1 compares TXIDs instead: `level1_reach`).
+    pending: Vec<bool>,
+    /// When retention next has something to remove; `None`: nothing until a file is made.
+    retention_next: Option<SystemTime>,
+    /// After a pass failed: not before then.
+    retry_at: Option<Instant>,
     /// Where level 1 reached at the last pass.
     level1_reach: Option<Txid>,
     /// After a snapshot failed: not before then.
@@ -76,64 +97,14 @@ struct Run {
 /// second, Litestream's 30 s would leave up to 300).
 const LEVEL0_MOST: u64 = 16;
 
+/// Past a deadline of retention, so that the age it compares is beyond it.
+const RETENTION_MARGIN: Duration = Duration::from_millis(5);
+
 /// Input files whose headers and indexes are read at once.
 const READ_AT_ONCE: usize = 8;
 
 type Registry = HashMap<String, Weak<Compactor>>;
 static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
-
-/// What this process stored of each replica: the newest TXID, and the headers and indexes
-/// of its recent level-0 files, so that compacting them reads only their pages (most of
-/// which are in the cache).
-#[derive(Default)]
-struct StoredHere {
-    txid: Txid,
-    recent: std::collections::VecDeque<PlanFile>,
-}
-
-/// Level-0 files whose index is kept, per replica.
-const RECENT_FILES: usize = 512;
-
-static STORED_HERE: Mutex<Option<HashMap<String, StoredHere>>> = Mutex::new(None);
-
-/// A commit or upload of this process stored the level-0 file `id` (of `commit` pages,
-/// written at `timestamp_ms`, with `index`).
-pub(crate) fn note_stored(
-    url: &str,
-    id: LtxFileId,
-    commit: u32,
-    timestamp_ms: i64,
-    index: &PageIndex,
-) {
-    let mut map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
-    let here = map
-        .get_or_insert_with(HashMap::new)
-        .entry(url.to_owned())
-        .or_default();
-    here.txid = id.max_txid;
-    if here.recent.len() == RECENT_FILES {
-        here.recent.pop_front();
-    }
-    let index = FileIndex::Encoded(index.clone());
-    here.recent.push_back((id, commit, timestamp_ms, index));
-}
-
-fn stored_here(url: &str) -> Option<Txid> {
-    let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
-    map.as_ref()?.get(url).map(|h| h.txid)
-}
-
-/// The header fields and index of `id`, if this process stored it recently.
-fn known_file(url: &str, id: &LtxFileId) -> Option<PlanFile> {
-    let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
-    let here = map.as_ref()?.get(url)?;
-    match here.recent.iter().find(|(f, ..)| f == id)? {
-        (id, commit, time, FileIndex::Encoded(index)) => {
-            Some((*id, *commit, *time, FileIndex::Encoded(index.clone())))
-        }
-        _ => None,
-    }
-}
 
 impl Compactor {
     /// The compaction of `replica`, started by its first writable connection; `None` with
@@ -147,10 +118,9 @@ impl Compactor {
         map.retain(|_, c| c.strong_count() > 0);
         let url = replica.url().to_owned();
         if let Some(found) = map.get(&url).and_then(Weak::upgrade) {
-            if found.holders.fetch_add(1, Ordering::AcqRel) == 0 {
-                // Its thread saw the last connection go, and stops: start another.
-                found.start(replica);
-            }
+            found.holders.fetch_add(1, Ordering::AcqRel);
+            // Its task saw the last connection go, and stopped: start another.
+            found.start(replica);
             return Some(found);
         }
         let compactor = Arc::new(Compactor {
@@ -158,8 +128,14 @@ impl Compactor {
             config: config.clone(),
             started: SystemTime::now(),
             holders: AtomicUsize::new(1),
+            running: AtomicBool::new(false),
+            wake: Arc::default(),
             state: Mutex::new(State {
                 last: vec![None; config.levels.len()],
+                // What the store held before this process is not known: every level may
+                // have work, and retention runs at the first pass.
+                pending: vec![true; config.levels.len()],
+                retention_next: Some(SystemTime::UNIX_EPOCH),
                 // As Litestream's tickers: the first run of a level when its interval turns.
                 boundaries: (config.levels.iter())
                     .map(|i| Some(ladder::boundary(SystemTime::now(), *i)))
@@ -167,7 +143,7 @@ impl Compactor {
                 ..State::default()
             }),
         });
-        // Without its thread the writer still works; the replica just grows.
+        // Without its task the writer still works; the replica just grows.
         if !compactor.start(replica) {
             return None;
         }
@@ -175,32 +151,37 @@ impl Compactor {
         Some(compactor)
     }
 
-    /// Starts the thread that runs the ladder; `false` if it cannot be.
+    /// Starts the task that runs the ladder, unless it runs; `false` if it cannot be.
     fn start(self: &Arc<Self>, replica: &Arc<Replica>) -> bool {
-        let (me, weak_replica) = (Arc::downgrade(self), Arc::downgrade(replica));
-        let tick = (self.config.levels.iter())
-            .chain([&self.config.l0_retention])
-            .min()
-            .map_or(Duration::from_secs(1), |d| *d / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(1));
-        std::thread::Builder::new()
-            .name("ltxvfs-compact".into())
-            .spawn(move || run_every(tick, me, weak_replica))
-            .is_ok()
+        if self.running.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let task = schedule::run(
+            Arc::downgrade(self),
+            Arc::downgrade(replica),
+            self.wake.clone(),
+        );
+        let started = crate::io::spawn(task).is_ok();
+        if !started {
+            self.running.store(false, Ordering::Release);
+        }
+        started
     }
 
-    /// A writable connection is done with it; the thread stops after the last.
+    /// A writable connection is done with it; the task stops after the last.
     pub(crate) fn release(&self) {
         self.holders.fetch_sub(1, Ordering::AcqRel);
+        self.wake.wake();
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// One pass: the levels whose interval has turned, a snapshot if due, retention if due.
-    /// Makes no request when nothing is due, or when this process is not the writer of the
-    /// replica's newest TXID.
+    /// One pass: the levels whose interval has turned and that have work, a snapshot if
+    /// due, retention if due. Makes no request when nothing is due, or when this process
+    /// is not the writer of the replica's newest TXID; a level with nothing new only
+    /// notes that its interval turned.
     fn tick(&self, replica: &Replica) {
         let now = SystemTime::now();
         let current = replica.current().stored();
@@ -209,27 +190,20 @@ impl Compactor {
         }
         // (index in the ladder, the interval it is in now), for each level due.
         let due: Vec<(usize, u128)> = {
-            let state = self.state();
-            self.config
-                .levels
-                .iter()
-                .map(|interval| ladder::boundary(now, *interval))
-                .enumerate()
-                .filter(|(i, b)| {
-                    state.boundaries.get(*i).copied().flatten() != Some(*b)
-                        || (*i == 0
-                            && state.level1_reach.is_some_and(|r| {
-                                current.txid.get().saturating_sub(r.get()) >= LEVEL0_MOST
-                            }))
-                })
-                .collect()
+            let mut state = self.state();
+            let mut due = Vec::new();
+            for (i, interval) in self.config.levels.iter().enumerate() {
+                let boundary = ladder::boundary(now, *interval);
+                let turned = state.boundaries.get(i).copied().flatten() != Some(boundary);
+                if (turned && state.has_work(i, current.txid)) || state.level0_full(i, current.txid)
+                {
+                    due.push((i, boundary));
+                } else if turned && let Some(b) = state.boundaries.get_mut(i) {
+                    *b = Some(boundary);
+                }
+            }
+            due
         };
-        let check_every = self
-            .config
-            .l0_retention
-            .min(self.config.retention)
-            .min(Duration::from_secs(15))
-            / 2;
         let (snapshot_due, retention_due) = {
             let state = self.state();
             let backing_off = state
@@ -244,16 +218,28 @@ impl Compactor {
                         self.started,
                         self.config.snapshot_interval,
                     ));
-            let retention_due = state
-                .retention_at
-                .is_none_or(|t| t.elapsed() >= check_every);
+            let retention_due = state.retention_next.is_some_and(|t| now >= t);
             (snapshot_due, retention_due)
         };
         if due.is_empty() && !snapshot_due && !retention_due {
             return;
         }
         let outcome = self.pass(replica, &current, now, &due, snapshot_due, retention_due);
-        self.state().error = outcome.err().map(|e| e.to_string());
+        let mut state = self.state();
+        state.retry_at = outcome
+            .is_err()
+            .then(|| Instant::now() + self.retry_after());
+        state.error = outcome.err().map(|e| e.to_string());
+    }
+
+    /// How long a failed pass waits before the next: a quarter of the shortest interval,
+    /// between 100 ms and 1 s (the old tick's period).
+    pub(super) fn retry_after(&self) -> Duration {
+        (self.config.levels.iter())
+            .chain([&self.config.l0_retention])
+            .min()
+            .map_or(Duration::from_secs(1), |d| *d / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
     }
 
     fn pass(
@@ -290,13 +276,25 @@ impl Compactor {
                 .get(&(level + 1))
                 .filter(|files| level < top && !files.is_empty());
             let inputs = ladder::to_compact(src, dst, upper.map(Vec::as_slice));
-            if !inputs.is_empty() {
-                let made = self.compact(replica, level, &inputs)?;
-                listing.entry(level).or_default().push(made);
-            }
+            let made = match inputs.is_empty() {
+                true => None,
+                false => Some(self.compact(replica, level, &inputs)?),
+            };
             let mut state = self.state();
             if let Some(b) = state.boundaries.get_mut(i) {
                 *b = Some(boundary);
+            }
+            if let Some(p) = state.pending.get_mut(i) {
+                *p = false;
+            }
+            if let Some(made) = made {
+                listing.entry(level).or_default().push(made);
+                if let Some(p) = state.pending.get_mut(i + 1) {
+                    *p = true;
+                }
+                // What it covers goes once it has been there `l0_retention`.
+                let at = made.last_modified + self.config.l0_retention + RETENTION_MARGIN;
+                state.retention_next = Some(state.retention_next.map_or(at, |t| t.min(at)));
             }
         }
         let snapshots = listing.get(&SNAPSHOT_LEVEL).cloned().unwrap_or_default();
@@ -325,7 +323,10 @@ impl Compactor {
                 self.state().snapshot_not_before = Some(Instant::now() + wait);
             })?;
             listing.entry(SNAPSHOT_LEVEL).or_default().push(made);
-            self.state().newest_snapshot = Some(made);
+            let mut state = self.state();
+            state.newest_snapshot = Some(made);
+            // What only states before it reach may go now.
+            state.retention_next = Some(now);
         }
         if retention_due {
             let gone = ladder::to_delete(
@@ -336,8 +337,18 @@ impl Compactor {
                 self.config.retention,
             );
             self.delete(replica, &gone)?;
+            for files in listing.values_mut() {
+                files.retain(|f| !gone.contains(&f.id));
+            }
+            let next = ladder::next_deletion(
+                &listing,
+                top,
+                now,
+                self.config.l0_retention,
+                self.config.retention,
+            );
             let mut state = self.state();
-            state.retention_at = Some(Instant::now());
+            state.retention_next = next.map(|t| t + RETENTION_MARGIN);
             state.deleted += gone.len() as u64;
         }
         Ok(())
@@ -562,19 +573,5 @@ impl Compactor {
                 .as_ref()
                 .map_or("null".to_string(), |e| format!("{e:?}"))
         )
-    }
-}
-
-/// Every `tick`, a pass; stops when the replica's last writable connection has gone.
-fn run_every(tick: Duration, me: Weak<Compactor>, replica: Weak<Replica>) {
-    loop {
-        std::thread::sleep(tick);
-        let (Some(compactor), Some(replica)) = (me.upgrade(), replica.upgrade()) else {
-            return;
-        };
-        if compactor.holders.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        compactor.tick(&replica);
     }
 }
