@@ -81,6 +81,9 @@ pub(crate) struct StatusFunction {
     /// Answers an integer (Litestream's `litestream_lag`: whole seconds, `-1` if none), so
     /// that `litestream_lag() > 5` compares numbers; the others answer text, as the pragma.
     integer: bool,
+    /// Takes an optional second value after the first (`ltx_wait_txid(txid [, seconds [,
+    /// schema]])`), passed to the pragma after a space: `PRAGMA ltx_wait_txid = 'txid s'`.
+    pub(crate) second: bool,
 }
 
 const fn status(name: &'static CStr, pragma: &'static str, sets: bool) -> StatusFunction {
@@ -89,11 +92,12 @@ const fn status(name: &'static CStr, pragma: &'static str, sets: bool) -> Status
         pragma,
         sets,
         integer: false,
+        second: false,
     }
 }
 
 /// The status functions, ours and Litestream's names for them.
-pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 10] = [
+pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 11] = [
     status(c"ltx_txid", "ltx_txid", false),
     status(c"ltx_time", "ltx_time", false),
     status(c"ltx_lag", "ltx_lag", false),
@@ -107,6 +111,14 @@ pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 10] = [
         ..status(c"litestream_lag", "litestream_lag", false)
     },
     status(c"litestream_set_time", "litestream_time", true),
+    // kind: status. Read-your-writes across processes: returns once the calling
+    // connection's replica holds the bookmark. It changes nothing beyond the statement (the
+    // replica only learns sooner what it would learn at its next poll), names no path or
+    // endpoint, and is bounded by the replica's `timeout`.
+    StatusFunction {
+        second: true,
+        ..status(c"ltx_wait_txid", "ltx_wait_txid", true)
+    },
 ];
 
 /// What a database's file said to a pragma a status function asked it.
@@ -146,7 +158,21 @@ impl StatusFunction {
         ask: impl FnOnce(&str, &str, Option<&str>) -> Asked,
     ) -> Result<SqlValue, String> {
         let name = self.name.to_string_lossy();
-        let (value, schema) = if self.sets {
+        let joined;
+        let (value, schema) = if self.second {
+            match args {
+                [Some(value)] => (Some(value.as_str()), None),
+                [Some(value), Some(second), rest @ ..] => {
+                    joined = format!("{value} {second}");
+                    (Some(joined.as_str()), rest.first())
+                }
+                _ => {
+                    return Err(format!(
+                        "usage: {name}(txid [, seconds [, schema]]), txid as ltx_txid() prints it"
+                    ));
+                }
+            }
+        } else if self.sets {
             match args {
                 [Some(value), rest @ ..] => (Some(value.as_str()), rest.first()),
                 _ => {

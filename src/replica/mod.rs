@@ -3,6 +3,7 @@
 //!
 //! Knows nothing of SQLite. The storage layer lists and fetches; `ltx` decodes.
 
+mod bookmark;
 mod file_name;
 mod follower;
 mod hydrator;
@@ -13,6 +14,7 @@ mod plan_files;
 mod replica;
 mod snapshot;
 
+pub use bookmark::NotReached;
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan, restore_plan_as_of};
 pub(crate) use plan_files::read_plan_files;

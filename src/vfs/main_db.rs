@@ -40,6 +40,9 @@ pub(crate) enum Refused {
     /// Another connection here holds the write lock, or the database moved on since this
     /// read transaction began (its snapshot is too old to write from).
     Busy,
+    /// The replica did not reach the connection's floor (`min_txid`) within the wait; the
+    /// sentence is in the connection's last error.
+    Behind,
 }
 
 /// A write-mode connection's part: its place in the replica's lock table and the pages its
@@ -86,6 +89,9 @@ pub(crate) struct MainDb {
     pub(super) last_error: Option<String>,
     /// Set in write mode.
     pub(super) writing: Option<Writing>,
+    /// The floor of the next read transactions (`min_txid=`, `PRAGMA ltx_min_txid`): a
+    /// bookmark they must see.
+    pub(super) min_txid: Option<crate::ltx::Txid>,
 }
 
 impl MainDb {
@@ -122,6 +128,7 @@ impl MainDb {
             travel: None,
             last_error: None,
             writing,
+            min_txid: None,
         };
         db.travel_to(start)?;
         Ok(db)
@@ -238,6 +245,12 @@ impl MainDb {
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
                 self.replica.begin_read();
+                if let Some(floor) = self.min_txid
+                    && let Err(e) = self.replica.wait_txid(floor, self.replica.config().timeout)
+                {
+                    self.last_error = Some(format!("ltxvfs: min_txid: {e}"));
+                    return Err(Refused::Behind);
+                }
             }
             self.pinned = Some(
                 self.travel

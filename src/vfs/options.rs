@@ -197,6 +197,21 @@ pub(crate) fn travel(uri: impl Fn(&str) -> Option<String>) -> Result<Target> {
     }
 }
 
+/// A floor for read transactions (URI `min_txid=`, `PRAGMA ltx_min_txid`): a TXID, or
+/// nothing (empty, `0`, `none`) to clear it.
+///
+/// # Errors
+/// The sentence for a value that is neither.
+pub(crate) fn parse_min_txid(v: &str) -> std::result::Result<Option<Txid>, String> {
+    let v = v.trim().trim_matches(['\'', '"']);
+    if v.is_empty() || v == "0" || v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    parse_txid(v)
+        .map(Some)
+        .ok_or_else(|| TXID_FORM.replace("{:?}", &format!("{v:?}")))
+}
+
 pub(crate) const TXID_FORM: &str =
     "{:?} is not a TXID (hexadecimal as PRAGMA ltx_txid prints it, e.g. 000000000000004b or 4b)";
 

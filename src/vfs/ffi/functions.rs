@@ -35,7 +35,9 @@ pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3) -> c_int {
             false => (0, ffi::SQLITE_UTF8),
         };
         let data = std::ptr::from_ref(f).cast_mut().cast::<c_void>();
-        [first, first + 1].map(|n_args| (f.name, n_args, flags, x_status as SqlFunction, data))
+        // ltx_wait_txid (kind: status, SQLITE_DIRECTONLY): also (txid, seconds, schema).
+        let most = first + 1 + usize::from(f.second) as c_int;
+        (first..=most).map(move |n_args| (f.name, n_args, flags, x_status as SqlFunction, data))
     });
     for (name, n_args, flags, function, data) in ours.chain(status) {
         // SAFETY: `db` is the open connection SQLite passed to the entry point; the name is

@@ -120,7 +120,16 @@ unsafe extern "C" fn x_open(
         };
         let config = options::resolve(param, |var| std::env::var(var).ok());
         let start = options::travel(param);
-        let db = match config.and_then(|c| MainDb::open(c, start?)) {
+        let floor = param("min_txid").map(|v| {
+            options::parse_min_txid(&v)
+                .map_err(|e| crate::error::Error::Config(format!("URI parameter min_txid: {e}")))
+        });
+        let db = match config.and_then(|c| {
+            let floor = floor.transpose()?.flatten();
+            let mut db = MainDb::open(c, start?)?;
+            db.min_txid = floor;
+            Ok(db)
+        }) {
             Ok(db) => db,
             Err(e) => return report(&e, Some(&path)).0,
         };
