@@ -183,3 +183,14 @@ def test_two_processes_writing_at_once_both_succeed_after_retries(site):
     db.close()
     assert dict(rows) == {"w0": 40, "w1": 40}
     assert retries > 0
+
+
+def test_the_readme_shows_this_sites_settings():
+    """README.md's Django recipe is this site's settings (its URL and poll aside)."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme[readme.index("### Django"):]
+    shown = section[section.index("```python\n") + 10:section.index("```", section.index("```python\n") + 10)]
+    settings = (SITE / "settings.py").read_text()
+    recipe = settings[settings.index("# CONN_MAX_AGE"):settings.index("# --- end of the recipe")]
+    recipe = recipe.replace('"NAME": URL', '"NAME": "s3://bucket/app.db"').replace('"poll": POLL', '"poll": "1s"')
+    assert shown.strip() == recipe.strip()
