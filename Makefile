@@ -144,8 +144,9 @@ bench: build
 	$(TOOLS)/moto/bin/python bench/scale.py --root . --sizes-gb $(BENCH_SCALE_GB) --out bench/results-scale.json
 	$(TOOLS)/moto/bin/python bench/write.py --root . --out bench/results-write.json
 	$(TOOLS)/moto/bin/python bench/compaction.py --root . --out bench/results-compaction.json
+	$(TOOLS)/moto/bin/python bench/bookmark.py --root . --out bench/results-bookmark.json
 
-## demo: replicate a sample database with litestream and query it through ltxvfs
+## demo: a writer and a reader process, a bookmark, litestream restore: no daemon
 demo: build tools
 	scripts/demo.sh
 
