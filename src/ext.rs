@@ -290,6 +290,27 @@ mod tests {
     }
 
     #[test]
+    fn wait_txid_passes_its_bookmark_and_wait_as_one_pragma_value() {
+        let asked = |args: &[Option<&str>]| {
+            let mut seen = None;
+            let out = function("ltx_wait_txid").call(&text(args), |schema, _, value| {
+                seen = Some((schema.to_string(), value.map(str::to_string)));
+                Asked::Answered(Some("5".into()))
+            });
+            (out, seen)
+        };
+        let (_, seen) = asked(&[Some("4b")]);
+        assert_eq!(seen, Some(("main".into(), Some("4b".into()))));
+        let (_, seen) = asked(&[Some("4b"), Some("1.5"), Some("aux")]);
+        assert_eq!(seen, Some(("aux".into(), Some("4b 1.5".into()))));
+        for bad in [&[None][..], &[Some("4b"), None], &[]] {
+            let (out, seen) = asked(bad);
+            assert!(out.unwrap_err().starts_with("usage: ltx_wait_txid"));
+            assert_eq!(seen, None);
+        }
+    }
+
+    #[test]
     fn status_functions_say_why_they_cannot_answer() {
         let err = |f: &str, args: &[Option<&str>], asked: Asked| {
             function(f).call(&text(args), |_, _, _| asked).unwrap_err()

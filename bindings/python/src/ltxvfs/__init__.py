@@ -18,7 +18,7 @@ __all__ = ["loadable_path", "load", "connect", "last_error", "SETTINGS"]
 __version__ = "0.1.0"
 
 #: The settings ``connect`` takes, as the extension's URI parameters name them.
-SETTINGS = ("cache_size", "cache_dir", "cache_dir_size", "timeout", "poll", "hydrate", "txid", "time")
+SETTINGS = ("cache_size", "cache_dir", "cache_dir_size", "timeout", "poll", "hydrate", "txid", "time", "min_txid")
 
 # The keywords ``connect`` hands to ``sqlite3.connect`` (``database`` and ``uri`` are its own).
 _CONNECT_ARGS = ("detect_types", "isolation_level", "check_same_thread", "factory", "cached_statements", "autocommit")
