@@ -10,6 +10,8 @@ PYTEST := pytest==8.4.2 apsw==3.50.4.0
 # The hosts of the plugins the wheel brings (bindings/python/tests/test_datasette.py and
 # test_sqlite_utils.py): Datasette 0.65 with sqlite-utils, then Datasette 1.0 on its own.
 PLUGIN_HOSTS := datasette==0.65.5 sqlite-utils==4.2.1
+# ltxvfs.django is tested with Django 5.2 LTS (Django 6 needs Python 3.12).
+DJANGO := django==5.2.19
 DATASETTE_1 := datasette==1.0a41
 WHEEL_DIR := target/wheels
 # The system python: its sqlite3 module can load extensions (pyenv's cannot).
@@ -93,7 +95,7 @@ python: dist
 ## the Datasette plugin's tests again with Datasette 1.0
 python-test: python
 	rm -rf target/py-test; $(SYSTEM_PYTHON) -m venv target/py-test
-	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(PLUGIN_HOSTS) $(WHEEL_DIR)/ltxvfs-*.whl
+	target/py-test/bin/pip install --quiet --disable-pip-version-check $(PYTEST) $(PLUGIN_HOSTS) $(DJANGO) $(WHEEL_DIR)/ltxvfs-*.whl
 	cd bindings/python/tests && LTXVFS_TEST_REPLICA=$(CURDIR)/sql-tests/replica \
 	    ../../../target/py-test/bin/python -m pytest -q -p no:cacheprovider .
 	rm -rf target/py-test-datasette1; $(SYSTEM_PYTHON) -m venv target/py-test-datasette1
@@ -148,8 +150,9 @@ bench: build
 	$(TOOLS)/moto/bin/python bench/fork.py --root . --out bench/results-fork.json
 	$(TOOLS)/moto/bin/python bench/contention.py --root . --out bench/results-contention.json
 	$(TOOLS)/moto/bin/python bench/tenants_write.py --root . --n $(BENCH_WRITE_TENANTS) --out bench/results-tenants-write.json
+	$(TOOLS)/moto/bin/python bench/bookmark.py --root . --out bench/results-bookmark.json
 
-## demo: replicate a sample database with litestream and query it through ltxvfs
+## demo: a writer and a reader process, a bookmark, litestream restore: no daemon
 demo: build tools
 	scripts/demo.sh
 

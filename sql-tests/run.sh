@@ -25,7 +25,7 @@ if [[ -n "${LTXVFS_TEST_S3_ENDPOINT:-}" ]]; then
 fi
 
 passed=0 failed=0
-for script in "$here"/*.sql; do
+for script in "$here"/${ONLY:-*}.sql; do
     name=$(basename "$script" .sql)
     if [[ "$name" == s3* && -z "$s3_url" ]]; then
         echo "FAILED $name: needs an S3 server (run through scripts/with-stores.sh, as make test does)"

@@ -145,19 +145,28 @@ pub(crate) struct StatusFunction {
     /// Answers an integer (Litestream's `litestream_lag`: whole seconds, `-1` if none), so
     /// that `litestream_lag() > 5` compares numbers; the others answer text, as the pragma.
     integer: bool,
+    /// Takes an optional second value after the first (`ltx_wait_txid(txid [, seconds [,
+    /// schema]])`), passed to the pragma after a space: `PRAGMA ltx_wait_txid = 'txid s'`.
+    pub(crate) second: bool,
+    /// Who may call it: the ones that move a connection in time are control functions.
+    kind: Kind,
 }
 
+/// A function that answers (`sets: false`) or moves its connection in time (`sets: true`,
+/// a control function).
 const fn status(name: &'static CStr, pragma: &'static str, sets: bool) -> StatusFunction {
     StatusFunction {
         name,
         pragma,
         sets,
         integer: false,
+        second: false,
+        kind: if sets { Kind::Control } else { Kind::Status },
     }
 }
 
 /// The status functions, ours and Litestream's names for them.
-pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 10] = [
+pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 11] = [
     status(c"ltx_txid", "ltx_txid", false),
     status(c"ltx_time", "ltx_time", false),
     status(c"ltx_lag", "ltx_lag", false),
@@ -171,6 +180,15 @@ pub(crate) static STATUS_FUNCTIONS: [StatusFunction; 10] = [
         ..status(c"litestream_lag", "litestream_lag", false)
     },
     status(c"litestream_set_time", "litestream_time", true),
+    // kind: status. Read-your-writes across processes: returns once the calling
+    // connection's replica holds the bookmark. It changes nothing beyond the statement (the
+    // replica only learns sooner what it would learn at its next poll), names no path or
+    // endpoint, and is bounded by the replica's `timeout`.
+    StatusFunction {
+        second: true,
+        kind: Kind::Status,
+        ..status(c"ltx_wait_txid", "ltx_wait_txid", true)
+    },
 ];
 
 /// What a database's file said to a pragma a status function asked it.
@@ -203,11 +221,7 @@ impl From<Option<String>> for SqlValue {
 impl StatusFunction {
     /// A function that sets moves a connection in time for its later statements.
     pub(crate) fn kind(&self) -> Kind {
-        if self.sets {
-            Kind::Control
-        } else {
-            Kind::Status
-        }
+        self.kind
     }
 
     /// Runs the function on its SQL arguments (as text, `None` for NULL); `ask(schema,
@@ -222,7 +236,21 @@ impl StatusFunction {
         ask: impl FnOnce(&str, &str, Option<&str>) -> Asked,
     ) -> Result<SqlValue, String> {
         let name = self.name.to_string_lossy();
-        let (value, schema) = if self.sets {
+        let joined;
+        let (value, schema) = if self.second {
+            match args {
+                [Some(value)] => (Some(value.as_str()), None),
+                [Some(value), Some(second), rest @ ..] => {
+                    joined = format!("{value} {second}");
+                    (Some(joined.as_str()), rest.first())
+                }
+                _ => {
+                    return Err(format!(
+                        "usage: {name}(txid [, seconds [, schema]]), txid as ltx_txid() prints it"
+                    ));
+                }
+            }
+        } else if self.sets {
             match args {
                 [Some(value), rest @ ..] => (Some(value.as_str()), rest.first()),
                 _ => {
@@ -239,7 +267,7 @@ impl StatusFunction {
             Some(Some(schema)) => schema.as_str(),
             Some(None) => return Err(format!("{name}: the schema name is NULL")),
         };
-        let pragma = match (self.sets, trusted) {
+        let pragma = match (self.kind == Kind::Control, trusted) {
             (true, false) => SQL_TRAVEL_PRAGMA,
             _ => self.pragma,
         };
@@ -348,9 +376,31 @@ mod tests {
         assert_eq!(seen.as_deref(), Some(SQL_TRAVEL_PRAGMA));
         assert_eq!(function("ltx_set_time").kind(), Kind::Control);
         assert_eq!(function("ltx_txid").kind(), Kind::Status);
+        assert_eq!(function("ltx_wait_txid").kind(), Kind::Status);
         let (out, seen) = asked("litestream_lag", &[]);
         assert_eq!(out, Ok(SqlValue::Integer(7)));
         assert_eq!(seen.1, "litestream_lag");
+    }
+
+    #[test]
+    fn wait_txid_passes_its_bookmark_and_wait_as_one_pragma_value() {
+        let asked = |args: &[Option<&str>]| {
+            let mut seen = None;
+            let out = function("ltx_wait_txid").call(&text(args), false, |schema, _, value| {
+                seen = Some((schema.to_string(), value.map(str::to_string)));
+                Asked::Answered(Some("5".into()))
+            });
+            (out, seen)
+        };
+        let (_, seen) = asked(&[Some("4b")]);
+        assert_eq!(seen, Some(("main".into(), Some("4b".into()))));
+        let (_, seen) = asked(&[Some("4b"), Some("1.5"), Some("aux")]);
+        assert_eq!(seen, Some(("aux".into(), Some("4b 1.5".into()))));
+        for bad in [&[None][..], &[Some("4b"), None], &[]] {
+            let (out, seen) = asked(bad);
+            assert!(out.unwrap_err().starts_with("usage: ltx_wait_txid"));
+            assert_eq!(seen, None);
+        }
     }
 
     #[test]

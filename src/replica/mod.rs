@@ -3,6 +3,7 @@
 //!
 //! Knows nothing of SQLite. The storage layer lists and fetches; `ltx` decodes.
 
+mod bookmark;
 mod file_name;
 mod follower;
 mod hydrator;
@@ -14,6 +15,7 @@ mod replica;
 mod snapshot;
 mod time_travel;
 
+pub use bookmark::NotReached;
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan};
 pub(crate) use plan_files::read_plan_files;

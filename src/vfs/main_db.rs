@@ -40,6 +40,9 @@ pub(crate) enum Refused {
     /// Another connection here holds the write lock, or the database moved on since this
     /// read transaction began (its snapshot is too old to write from).
     Busy,
+    /// The replica did not reach the connection's floor (`min_txid`) within the wait; the
+    /// sentence is in the connection's last error.
+    Behind,
 }
 
 /// A write-mode connection's part: its place in the replica's lock table and the pages its
@@ -91,6 +94,9 @@ pub(crate) struct MainDb {
     pub(crate) sql_time_travel: bool,
     /// Set in write mode.
     pub(super) writing: Option<Writing>,
+    /// The floor of the next read transactions (`min_txid=`, `PRAGMA ltx_min_txid`): a
+    /// bookmark they must see.
+    pub(super) min_txid: Option<crate::ltx::Txid>,
 }
 
 impl MainDb {
@@ -139,6 +145,7 @@ impl MainDb {
             last_error: None,
             sql_time_travel: false,
             writing,
+            min_txid: None,
         };
         db.travel_to(start)?;
         Ok(db)
@@ -290,6 +297,12 @@ impl MainDb {
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
                 self.replica.begin_read();
+                if let Some(floor) = self.min_txid
+                    && let Err(e) = self.replica.wait_txid(floor, self.replica.config().timeout)
+                {
+                    self.last_error = Some(format!("ltxvfs: min_txid: {e}"));
+                    return Err(Refused::Behind);
+                }
             }
             self.pinned = Some(
                 self.travel

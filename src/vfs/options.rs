@@ -30,7 +30,7 @@ const MAX_COMPACTION_BUFFER: u64 = 4 << 30;
 /// The URI parameters of a database opened through `ltx` (with Litestream's aliases), and
 /// SQLite's own that may stand beside them. Any other is refused at the open, with a
 /// sentence naming these: a misspelt setting must not be ignored silently.
-pub(crate) const URI_PARAMETERS: [&str; 24] = [
+pub(crate) const URI_PARAMETERS: [&str; 25] = [
     "replica",
     "cache_size",
     "cache_dir",
@@ -54,6 +54,7 @@ pub(crate) const URI_PARAMETERS: [&str; 24] = [
     "retention",
     "compaction_buffer",
     "lease_ttl",
+    "min_txid",
     "sql_time_travel",
 ];
 const SQLITE_URI_PARAMETERS: [&str; 7] = [
@@ -345,6 +346,19 @@ pub(crate) fn txid_form(text: &str) -> String {
     format!(
         "{text:?} is not a TXID (hexadecimal as PRAGMA ltx_txid prints it, e.g. 000000000000004b or 4b)"
     )
+}
+
+/// A floor for read transactions (URI `min_txid=`, `PRAGMA ltx_min_txid`): a TXID, or
+/// nothing (empty, `0`, `none`) to clear it.
+///
+/// # Errors
+/// The sentence for a value that is neither.
+pub(crate) fn parse_min_txid(v: &str) -> std::result::Result<Option<Txid>, String> {
+    let v = v.trim().trim_matches(['\'', '"']);
+    if v.is_empty() || v == "0" || v.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    parse_txid(v).map(Some).ok_or_else(|| txid_form(v))
 }
 
 /// A TXID as Litestream writes it: hexadecimal, leading zeros optional; not 0.

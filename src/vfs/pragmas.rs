@@ -57,7 +57,63 @@ impl MainDb {
             (SQL_TRAVEL_PRAGMA, _) => Pragma::Failed(
                 "ltx_set_time: this connection's SQL may not move the database in time: the host opts in with the URI parameter sql_time_travel=1, or with LTXVFS_TRUSTED_SQL=1, or calls it on the connection the extension was loaded on (PRAGMA ltx_time = t does the same)".into(),
             ),
+            ("ltx_wait_txid", Some(v)) => self.wait_txid(v),
+            ("ltx_wait_txid", None) => Pragma::Failed(
+                "usage: PRAGMA ltx_wait_txid = 'TXID [seconds]' or SELECT ltx_wait_txid(txid [, seconds])".into(),
+            ),
+            ("ltx_min_txid", Some(v)) => match options::parse_min_txid(v) {
+                Ok(floor) => {
+                    self.min_txid = floor;
+                    Pragma::Value(Some(floor.map_or_else(String::new, |t| t.to_string())))
+                }
+                Err(e) => Pragma::Failed(format!("ltx_min_txid: {e}")),
+            },
+            ("ltx_min_txid", None) => Pragma::Value(Some(
+                self.min_txid.map_or_else(String::new, |t| t.to_string()),
+            )),
             _ => self.pragma_read(&name, snap, read_only),
+        }
+    }
+
+    /// `ltx_wait_txid(txid [, seconds])` (the pragma's value is `TXID [seconds]`): returns
+    /// once the replica holds `txid`, with the TXID reached, so the next read transaction
+    /// sees it. The wait is the replica's `timeout` unless shorter.
+    fn wait_txid(&mut self, value: &str) -> Pragma {
+        let value = value.trim().trim_matches(['\'', '"']);
+        let mut parts = value.split([' ', ',']).filter(|p| !p.is_empty());
+        let (Some(bookmark), seconds, None) = (parts.next(), parts.next(), parts.next()) else {
+            return Pragma::Failed(format!(
+                "ltx_wait_txid: {value:?} is not a bookmark and an optional wait in seconds"
+            ));
+        };
+        let Some(want) = options::parse_txid(bookmark) else {
+            return Pragma::Failed(format!("ltx_wait_txid: {}", options::txid_form(bookmark)));
+        };
+        let timeout = self.replica.config().timeout;
+        let wait = match seconds.map(str::parse::<f64>) {
+            None => timeout,
+            Some(Ok(s)) if s.is_finite() && s >= 0.0 => {
+                Duration::from_secs_f64(s.min(timeout.as_secs_f64()))
+            }
+            Some(_) => {
+                return Pragma::Failed(format!(
+                    "ltx_wait_txid: the wait {:?} is not a number of seconds",
+                    seconds.unwrap_or_default()
+                ));
+            }
+        };
+        if self.travel.is_some() {
+            return Pragma::Failed(
+                "ltx_wait_txid: this connection reads the past (ltx_time/txid); go back with ltx_set_time('latest')".into(),
+            );
+        }
+        match self.replica.wait_txid(want, wait) {
+            Ok(reached) => Pragma::Value(Some(reached.to_string())),
+            Err(e) => {
+                let message = format!("ltx_wait_txid: {e}");
+                self.last_error = Some(message.clone());
+                Pragma::Failed(message)
+            }
         }
     }
 

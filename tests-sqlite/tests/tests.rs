@@ -2,6 +2,8 @@
 //! replicas the real `litestream` writes. One binary, a module per topic.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+#[path = "it/bookmarks.rs"]
+mod bookmarks;
 #[path = "it/compaction.rs"]
 mod compaction;
 #[path = "it/corrupt.rs"]

@@ -50,13 +50,19 @@ pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3, trusted: bool) ->
     // user data its callback reads. The ones that set (kind: control) are direct-only, and
     // on a connection that is not trusted they ask the database whether its URI allowed it.
     let status = STATUS_FUNCTIONS.iter().flat_map(|f| {
-        let (first, flags, callback) = match (f.kind(), trusted) {
-            (Kind::Status, _) => (0, ffi::SQLITE_UTF8, x_status as SqlFunction),
-            (Kind::Control, true) => (1, direct, x_status as SqlFunction),
-            (Kind::Control, false) => (1, direct, x_status_untrusted as SqlFunction),
+        // A function that takes a value first (ltx_set_time, ltx_wait_txid) is direct-only.
+        let (first, flags) = match f.sets {
+            true => (1, direct),
+            false => (0, ffi::SQLITE_UTF8),
+        };
+        let callback = match (f.kind(), trusted) {
+            (Kind::Control, false) => x_status_untrusted as SqlFunction,
+            _ => x_status as SqlFunction,
         };
         let data = std::ptr::from_ref(f).cast_mut().cast::<c_void>();
-        [first, first + 1].map(|n_args| (f.name, n_args, flags, callback, data))
+        // ltx_wait_txid (kind: status, SQLITE_DIRECTONLY): also (txid, seconds, schema).
+        let most = first + 1 + c_int::from(f.second);
+        (first..=most).map(move |n_args| (f.name, n_args, flags, callback, data))
     });
     for (name, n_args, flags, function, data) in ours.chain(status) {
         // SAFETY: `db` is an open connection SQLite passed us; the name is NUL-terminated;

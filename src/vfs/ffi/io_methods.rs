@@ -204,6 +204,8 @@ unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int
             Ok(()) => ffi::SQLITE_OK,
             Err(Refused::ReadOnly) => ffi::SQLITE_READONLY,
             Err(Refused::Busy) => ffi::SQLITE_BUSY,
+            // The sentence is in ltx_last_error: the replica did not reach min_txid.
+            Err(Refused::Behind) => ffi::SQLITE_IOERR_LOCK,
         }
     })
 }

@@ -155,8 +155,15 @@ unsafe extern "C" fn x_open(
         let open = || {
             options::check_uri_parameters(uri_keys(api, name).iter().map(String::as_str))?;
             let config = options::resolve(param, |var| std::env::var(var).ok())?;
+            let floor = match param("min_txid") {
+                Some(v) => options::parse_min_txid(&v).map_err(|e| {
+                    crate::error::Error::Config(format!("URI parameter min_txid: {e}"))
+                })?,
+                None => None,
+            };
             let mut db = MainDb::open(config, options::travel(param)?)?;
             db.sql_time_travel = options::sql_time_travel(param)?;
+            db.min_txid = floor;
             Ok::<_, crate::error::Error>(db)
         };
         let db = match open() {

@@ -27,6 +27,7 @@ SETTINGS = (
     "hydrate",
     "txid",
     "time",
+    "min_txid",
     "sql_time_travel",
 )
 
