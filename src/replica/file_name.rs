@@ -49,6 +49,16 @@ impl fmt::Display for LtxFileId {
     }
 }
 
+/// A file id for unit tests: level, min TXID, max TXID.
+#[cfg(test)]
+pub(crate) fn test_id(level: u8, min: u64, max: u64) -> LtxFileId {
+    LtxFileId {
+        level,
+        min_txid: crate::ltx::Txid(min),
+        max_txid: crate::ltx::Txid(max),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

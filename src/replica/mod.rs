@@ -16,6 +16,8 @@ mod snapshot;
 mod time_travel;
 
 pub use bookmark::NotReached;
+#[cfg(test)]
+pub(crate) use file_name::test_id;
 pub use file_name::{LtxFileId, SNAPSHOT_LEVEL};
 pub use plan::{PlanError, extend_chain, restore_plan};
 pub(crate) use plan_files::read_plan_files;

@@ -121,13 +121,7 @@ pub fn extend_chain(files: &[LtxFileId], from: Txid, target: Option<Txid>) -> Ve
 mod tests {
     use super::*;
 
-    fn f(level: u8, min: u64, max: u64) -> LtxFileId {
-        LtxFileId {
-            level,
-            min_txid: Txid(min),
-            max_txid: Txid(max),
-        }
-    }
+    use crate::replica::test_id as f;
 
     #[test]
     fn snapshot_then_longest_reach_across_levels() {

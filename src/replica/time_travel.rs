@@ -148,13 +148,7 @@ mod tests {
         Ok(())
     }
 
-    fn id(level: u8, min: u64, max: u64) -> LtxFileId {
-        LtxFileId {
-            level,
-            min_txid: Txid(min),
-            max_txid: Txid(max),
-        }
-    }
+    use crate::replica::test_id as id;
 
     #[test]
     fn one_file_per_end_in_txid_order_the_lowest_level_first() {

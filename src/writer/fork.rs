@@ -252,13 +252,7 @@ async fn copy_plan(
 mod tests {
     use super::*;
 
-    fn f(level: u8, min: u64, max: u64) -> LtxFileId {
-        LtxFileId {
-            level,
-            min_txid: Txid(min),
-            max_txid: Txid(max),
-        }
-    }
+    use crate::replica::test_id as f;
 
     /// Every target a fork can leave, whatever order its copies finish in: with no file that
     /// starts the database, no plan; with one, the whole plan, at the fork's TXID.

@@ -98,7 +98,12 @@ def _control() -> sqlite3.Connection:
     """A private connection the extension is loaded on, which therefore has the functions
     that change state; nothing else runs SQL on it."""
     _ensure_loaded()
-    conn = sqlite3.connect(":memory:")
+    return _trusted(sqlite3.connect(":memory:"))
+
+
+def _trusted(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """``conn`` with the extension loaded on it (so trusted with the control functions), or
+    closed if that fails."""
     try:
         load(conn)
     except BaseException:
@@ -180,13 +185,7 @@ def connect(
         if why:
             raise sqlite3.OperationalError(f"{e}: {why}") from e
         raise
-    if trusted_sql:
-        try:
-            load(conn)
-        except BaseException:
-            conn.close()
-            raise
-    return conn
+    return _trusted(conn) if trusted_sql else conn
 
 
 def fork(
