@@ -134,6 +134,25 @@ pub(crate) const OWN_ERROR_PRAGMA: &str = "ltx_own_error";
 /// file travels only if its URI said `sql_time_travel=1`.
 pub(crate) const SQL_TRAVEL_PRAGMA: &str = "ltx_sql_time";
 
+/// The longest `ltx_wait_txid` on a connection that is not trusted. A function call cannot
+/// be interrupted (`sqlite3_interrupt` and progress handlers act between VM steps), so a
+/// stranger's wait holds a host thread as long as it lasts: bounded here near the time
+/// limits hosts give a query (Datasette: 1 s), well past a bookmark's usual wait (two round
+/// trips).
+pub(crate) const UNTRUSTED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The wait `second` asks for, as the pragma takes it: on a connection that is not trusted,
+/// at most [`UNTRUSTED_WAIT`] (one that is not a number is passed on, for the pragma's
+/// sentence).
+fn capped_wait(second: &str, trusted: bool) -> String {
+    match second.trim().parse::<f64>() {
+        Ok(s) if !trusted && (s.is_nan() || s > UNTRUSTED_WAIT.as_secs_f64()) => {
+            UNTRUSTED_WAIT.as_secs_f64().to_string()
+        }
+        _ => second.to_owned(),
+    }
+}
+
 /// A status function: `name([schema])`, or `name(value [, schema])` when it sets.
 #[derive(Debug)]
 pub(crate) struct StatusFunction {
@@ -219,11 +238,6 @@ impl From<Option<String>> for SqlValue {
 }
 
 impl StatusFunction {
-    /// A function that sets moves a connection in time for its later statements.
-    pub(crate) fn kind(&self) -> Kind {
-        self.kind
-    }
-
     /// Runs the function on its SQL arguments (as text, `None` for NULL); `ask(schema,
     /// pragma, value)` puts the pragma to that database's file; `trusted`: the calling
     /// connection is (a function that sets then asks its own pragma, else the one a
@@ -239,9 +253,13 @@ impl StatusFunction {
         let joined;
         let (value, schema) = if self.second {
             match args {
-                [Some(value)] => (Some(value.as_str()), None),
+                [Some(value)] if trusted => (Some(value.as_str()), None),
+                [Some(value)] => {
+                    joined = format!("{value} {}", UNTRUSTED_WAIT.as_secs_f64());
+                    (Some(joined.as_str()), None)
+                }
                 [Some(value), Some(second), rest @ ..] => {
-                    joined = format!("{value} {second}");
+                    joined = format!("{value} {}", capped_wait(second, trusted));
                     (Some(joined.as_str()), rest.first())
                 }
                 _ => {
@@ -374,9 +392,9 @@ mod tests {
             Asked::Answered(None)
         });
         assert_eq!(seen.as_deref(), Some(SQL_TRAVEL_PRAGMA));
-        assert_eq!(function("ltx_set_time").kind(), Kind::Control);
-        assert_eq!(function("ltx_txid").kind(), Kind::Status);
-        assert_eq!(function("ltx_wait_txid").kind(), Kind::Status);
+        assert_eq!(function("ltx_set_time").kind, Kind::Control);
+        assert_eq!(function("ltx_txid").kind, Kind::Status);
+        assert_eq!(function("ltx_wait_txid").kind, Kind::Status);
         let (out, seen) = asked("litestream_lag", &[]);
         assert_eq!(out, Ok(SqlValue::Integer(7)));
         assert_eq!(seen.1, "litestream_lag");
@@ -393,9 +411,26 @@ mod tests {
             (out, seen)
         };
         let (_, seen) = asked(&[Some("4b")]);
-        assert_eq!(seen, Some(("main".into(), Some("4b".into()))));
+        assert_eq!(seen, Some(("main".into(), Some("4b 2".into()))));
         let (_, seen) = asked(&[Some("4b"), Some("1.5"), Some("aux")]);
         assert_eq!(seen, Some(("aux".into(), Some("4b 1.5".into()))));
+        // A stranger's wait is capped: a function call holds its thread uninterruptibly.
+        for long in ["30", "1e9", "inf", "NaN"] {
+            let (_, seen) = asked(&[Some("4b"), Some(long)]);
+            assert_eq!(seen, Some(("main".into(), Some("4b 2".into()))), "{long}");
+        }
+        let (_, seen) = asked(&[Some("4b"), Some("soon")]);
+        assert_eq!(seen, Some(("main".into(), Some("4b soon".into()))));
+        let trusted = |args: &[Option<&str>]| {
+            let mut seen = None;
+            let _ = function("ltx_wait_txid").call(&text(args), true, |_, _, value| {
+                seen = value.map(str::to_string);
+                Asked::Answered(None)
+            });
+            seen
+        };
+        assert_eq!(trusted(&[Some("4b")]), Some("4b".into()));
+        assert_eq!(trusted(&[Some("4b"), Some("30")]), Some("4b 30".into()));
         for bad in [&[None][..], &[Some("4b"), None], &[]] {
             let (out, seen) = asked(bad);
             assert!(out.unwrap_err().starts_with("usage: ltx_wait_txid"));

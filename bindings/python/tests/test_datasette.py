@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,9 +191,15 @@ def test_hostile_selects_from_visitors_cannot_steer_the_plugin(tmp_path):
         # The host allowed SQL time travel on one database, by its plugin config.
         moved = await ds.client.get(query_path("travel", "select ltx_set_time('latest') as txid"))
         internal = await ds.client.get("/-/databases.json")
-        return refused, after.json(), moved.json(), internal.status_code
+        # A bookmark never reached holds one of Datasette's SQL threads (a function call is
+        # not interrupted by its time limit): a visitor's wait is capped at 2 s, not 600.
+        started = time.monotonic()
+        stalled = await ds.client.get(query_path("app", "select ltx_wait_txid('ffffffffffffffff', 600)"))
+        held = time.monotonic() - started
+        return refused, after.json(), moved.json(), internal.status_code, (stalled.status_code, held)
 
-    refused, after, moved, internal = run(go())
+    refused, after, moved, internal, (stalled, held) = run(go())
+    assert stalled != 200 and held < 4, (stalled, held)
     for sql, status in refused:
         assert status != 200, f"a visitor's {sql!r} ran"
     assert after == [{"txid": "0000000000000002", "n": 1980}]

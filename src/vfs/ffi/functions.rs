@@ -7,7 +7,7 @@ use super::entry::REGISTER;
 use super::status::{ask_pragma, x_status, x_status_untrusted};
 use super::vfs_methods::base_vfs;
 use super::{VFS_NAME, c_string, guard};
-use crate::ext::{Asked, Kind, OWN_ERROR_PRAGMA, STATUS_FUNCTIONS, SqlValue};
+use crate::ext::{Asked, OWN_ERROR_PRAGMA, STATUS_FUNCTIONS, SqlValue};
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, CString, c_int, c_void};
 use std::ptr;
@@ -48,16 +48,17 @@ pub(super) fn register(api: &SqliteApi, db: *mut ffi::sqlite3, trusted: bool) ->
         .map(|(name, n_args, flags, f)| (name, n_args, flags, f, ptr::null_mut()));
     // Each status function with and without its schema argument; its description is the
     // user data its callback reads. The ones that set (kind: control) are direct-only, and
-    // on a connection that is not trusted they ask the database whether its URI allowed it.
+    // on a connection that is not trusted they ask the database whether its URI allowed it;
+    // there, too, `ltx_wait_txid`'s wait is capped (`ext::UNTRUSTED_WAIT`).
     let status = STATUS_FUNCTIONS.iter().flat_map(|f| {
         // A function that takes a value first (ltx_set_time, ltx_wait_txid) is direct-only.
         let (first, flags) = match f.sets {
             true => (1, direct),
             false => (0, ffi::SQLITE_UTF8),
         };
-        let callback = match (f.kind(), trusted) {
-            (Kind::Control, false) => x_status_untrusted as SqlFunction,
-            _ => x_status as SqlFunction,
+        let callback = match trusted {
+            false => x_status_untrusted as SqlFunction,
+            true => x_status as SqlFunction,
         };
         let data = std::ptr::from_ref(f).cast_mut().cast::<c_void>();
         // ltx_wait_txid (kind: status, SQLITE_DIRECTONLY): also (txid, seconds, schema).

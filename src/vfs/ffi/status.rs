@@ -32,8 +32,9 @@ pub(super) unsafe extern "C" fn x_status(
     unsafe { status(ctx, argc, argv, true) }
 }
 
-/// The callback of a status function that sets (`ltx_set_time`) on a connection that is
-/// not trusted: the database's file decides, by its URI, whether SQL may move it.
+/// The callback of every status function on a connection that is not trusted: the
+/// database's file decides, by its URI, whether SQL may move it (`ltx_set_time`), and a
+/// wait (`ltx_wait_txid`) is capped.
 pub(super) unsafe extern "C" fn x_status_untrusted(
     ctx: *mut ffi::sqlite3_context,
     argc: c_int,

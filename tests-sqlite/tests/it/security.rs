@@ -1,7 +1,10 @@
 //! Secrets stay secret, and a replica's contents cannot steer the VFS outside the replica.
 
-use ltxvfs_sqlite_tests::{copy_fixture_replica, file_url, log_lines, open_replica, s3_endpoint};
+use ltxvfs_sqlite_tests::{
+    copy_fixture_replica, file_url, log_lines, open_replica, s3_endpoint, trust,
+};
 use rusqlite::ErrorCode;
+use std::time::Duration;
 
 /// Every `ltx_*` pragma's answer on `conn`.
 fn all_pragmas(conn: &rusqlite::Connection) -> String {
@@ -135,6 +138,29 @@ fn untrusted_sql_cannot_steer_the_extension() {
         .unwrap();
     assert_eq!(still, latest, "the connection did not move");
 
+    // A bookmark that is never reached holds the calling thread (a function call cannot be
+    // interrupted): a stranger's wait is capped, whatever it asks for.
+    let started = std::time::Instant::now();
+    let err = conn
+        .query_row("SELECT ltx_wait_txid('ffffffffffffffff', 600)", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_err()
+        .to_string();
+    let waited = started.elapsed();
+    assert!(err.contains("not reached within 2.0s"), "{err}");
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+    // The host's own (trusted) connection waits as long as it asks, up to `timeout`.
+    let host = open_replica(&url, "&poll=0").unwrap();
+    trust(&host);
+    let err = host
+        .query_row("SELECT ltx_wait_txid('ffffffffffffffff', 2.5)", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not reached within 2.5s"), "{err}");
+
     // The host allows SQL time travel for one database by its URI.
     let allowed = open_replica(&url, "&poll=0&sql_time_travel=1").unwrap();
     let reached: String = allowed
@@ -157,6 +183,17 @@ fn last_error_is_the_connections_or_the_threads_own() {
             .query_row("SELECT ltx_last_error()", [], |r| r.get(0))
             .unwrap();
         assert!(own.is_some_and(|e| e.contains(secret_path)));
+        // A pooled thread: once a database opens on it, the next visitor's connection no
+        // longer reads why the earlier open failed.
+        let replica = copy_fixture_replica("0.5.17", "security-last-error-pooled", |_| {});
+        let _next = open_replica(&file_url(&replica), "&poll=0").unwrap();
+        let after: Option<String> = conn
+            .query_row("SELECT ltx_last_error()", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            after, None,
+            "a later open on the thread clears its failed open"
+        );
     });
     failed.join().unwrap();
     let replica = copy_fixture_replica("0.5.17", "security-last-error", |_| {});
