@@ -142,7 +142,7 @@ pub(crate) fn parse(raw: &str) -> Result<(Location, String)> {
 /// panic) inside the store client later.
 fn checked_endpoint(raw: &str) -> std::result::Result<String, String> {
     let endpoint = ensure_scheme(raw.trim());
-    let shown = || redact_user_info(&endpoint);
+    let shown = || scrub_user_info(&endpoint);
     let url = Url::parse(&endpoint).map_err(|e| format!("endpoint {:?}: {e}", shown()))?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("endpoint {:?}: has no host", shown()));
@@ -156,13 +156,9 @@ fn checked_endpoint(raw: &str) -> std::result::Result<String, String> {
     Ok(endpoint)
 }
 
-/// An endpoint with its user info, if any, replaced (`http://REDACTED@host`).
-fn redact_user_info(raw: &str) -> String {
-    scrub_user_info(raw)
-}
-
-/// `text` (an error from the store client, which may quote a request URL) with the user
-/// info of every `scheme://user:password@host` in it replaced (`scheme://REDACTED@host`).
+/// `text` (an endpoint, or an error from the store client, which may quote a request URL)
+/// with the user info of every `scheme://user:password@host` in it replaced
+/// (`scheme://REDACTED@host`).
 pub(crate) fn scrub_user_info(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -198,7 +194,7 @@ pub(crate) fn redact(raw: &str) -> String {
                 .query_pairs()
                 .map(|(k, v)| {
                     let v = match k.as_ref() {
-                        "endpoint" => redact_user_info(&ensure_scheme(&v)),
+                        "endpoint" => scrub_user_info(&ensure_scheme(&v)),
                         _ => v.into_owned(),
                     };
                     (k.into_owned(), v)
