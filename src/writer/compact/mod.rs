@@ -19,6 +19,8 @@
 
 mod ladder;
 mod merge;
+#[cfg(test)]
+mod model;
 mod schedule;
 mod stored;
 
@@ -267,15 +269,9 @@ impl Compactor {
         let mut listing = self.list(replica, levels.into_iter().collect())?;
         for &(i, boundary) in due {
             let level = i as u8 + 1;
-            let empty = Vec::new();
-            let src = listing.get(&(level - 1)).unwrap_or(&empty);
-            let dst = listing.get(&level).unwrap_or(&empty);
             // Widen below the top, once the level above has files (until then, widening
             // would rewrite everything from TXID 1 each time).
-            let upper = listing
-                .get(&(level + 1))
-                .filter(|files| level < top && !files.is_empty());
-            let inputs = ladder::to_compact(src, dst, upper.map(Vec::as_slice));
+            let inputs = ladder::inputs(&listing, level, top);
             let made = match inputs.is_empty() {
                 true => None,
                 false => Some(self.compact(replica, level, &inputs)?),
