@@ -215,3 +215,96 @@ fn a_large_snapshot_on_azure_stays_within_bounds() {
 
 // Not on GCS: fake-gcs-server has no XML multipart uploads ("invalid uploadType"), the
 // path object_store takes for a file in parts; small files are created there as commits are.
+
+/// Level 1 every 10 ms, so passes of the writer's compactor 2.5 ms apart (a quarter of its
+/// shortest interval), and one every 16 commits besides: passes back to back.
+const BACK_TO_BACK: &str =
+    "&compaction=10ms,50ms,250ms&snapshot_interval=500ms&l0_retention=100ms&retention=1s";
+
+/// Panics if a level of the replica has a hole: a file that starts past the end + 1 of
+/// the files before it (Litestream reads a level as a contiguous run).
+fn assert_whole(t: &WriteTarget, level: u8, when: &str) {
+    let files = t.files(level);
+    let mut reach: Option<u64> = None;
+    for &(min, max) in &files {
+        if let Some(r) = reach {
+            assert!(
+                min <= r + 1,
+                "{when}: level {level} has a hole before {min:x}-{max:x}: {files:x?}"
+            );
+        }
+        reach = Some(reach.map_or(max, |r| r.max(max)));
+    }
+}
+
+/// Compaction passes back to back while commits land (inserts, deletes, a VACUUM now and
+/// then): after every commit each level of the ladder is whole from its first file; after
+/// retention has trimmed level 0, the newest state restores through `litestream restore`
+/// and reads through Litestream's VFS as the writer has it.
+fn passes_back_to_back_keep_every_level_whole(name: &str, target: Target, commits: i64) {
+    let t = WriteTarget::new(name, target);
+    let w = open_writer(&t.url, BACK_TO_BACK).unwrap();
+    w.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);")
+        .unwrap();
+    let mut level1 = std::collections::BTreeSet::new();
+    for i in 1..=commits {
+        let sql = match i % 97 {
+            0 => "DELETE FROM t WHERE id % 3 = 0; VACUUM;".to_owned(),
+            n if n % 20 == 0 => "DELETE FROM t WHERE id % 5 = 0".to_owned(),
+            _ => format!(
+                "INSERT INTO t(v) VALUES (randomblob({}))",
+                50 + i * 37 % 2000
+            ),
+        };
+        w.execute_batch(&sql).unwrap();
+        for level in 1..=3 {
+            assert_whole(&t, level, &format!("after commit {i}"));
+        }
+        level1.extend(t.files(1));
+    }
+    // Retention trims level 0 (and what snapshots cover) behind the last passes.
+    std::thread::sleep(Duration::from_millis(1500));
+    for level in 1..=3 {
+        assert_whole(&t, level, "at the end");
+    }
+    assert!(
+        level1.len() as i64 >= commits / 16,
+        "only {} level-1 files made over {commits} commits",
+        level1.len()
+    );
+    let level0 = t.level0_txids();
+    assert!(
+        (level0.len() as i64) < commits / 2,
+        "{} level-0 files left",
+        level0.len()
+    );
+    let report: String = w
+        .query_row("PRAGMA ltx_compaction", [], |x| x.get(0))
+        .unwrap();
+    assert!(report.contains("\"error\":null"), "{report}");
+    eprintln!(
+        "{name}: {} level-1 files over {commits} commits; {} level-0 files left; levels 1-3 now {:?} {:?} {:?}; {report}",
+        level1.len(),
+        level0.len(),
+        t.files(1),
+        t.files(2),
+        t.files(3)
+    );
+    let ours = rows(&w);
+    drop(w);
+    t.restore();
+    let restored = Connection::open(t.dir.join("restored.db")).unwrap();
+    assert_eq!(rows(&restored), ours);
+    let theirs = litestream_vfs_row(&t.url, "SELECT count(*), sum(length(v)) FROM t");
+    assert_eq!(theirs, format!("{}|{}", ours.0, ours.1));
+}
+
+#[test]
+fn passes_back_to_back_keep_every_level_whole_on_file() {
+    passes_back_to_back_keep_every_level_whole("compaction-back-to-back", Target::File, 400);
+}
+
+#[test]
+fn passes_back_to_back_keep_every_level_whole_on_s3() {
+    passes_back_to_back_keep_every_level_whole("compaction-back-to-back-s3", Target::S3, 120);
+}
