@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 use stored::{known_file, stored_here};
-pub(crate) use stored::{note_stored, wake};
+pub(crate) use stored::{note_stored, stored_at, wake};
 
 /// The compaction of one replica in this process, shared by its writable connections.
 #[derive(Debug)]

@@ -313,22 +313,19 @@ fn passes_back_to_back_keep_every_level_whole_on_s3() {
 }
 
 /// Two writer processes take turns on one replica (file://, no lease), each with passes
-/// back to back: their compactors list and make files while the other's land. Throughout,
-/// no level has a hole; at the end every acknowledged row restores. Level-0 files stay 2 s
-/// (a writer's base here is at most `poll`, 100 ms, plus its transaction old: see
-/// `a_stale_writer_cannot_take_a_txid_retention_freed`).
+/// back to back and level-0 files kept only 100 ms: their compactors list and make files
+/// while the other's land, and a writer's base is often older than `l0_retention`.
+/// Throughout, no level has a hole; at the end every acknowledged row restores.
 #[test]
 fn two_writers_passes_back_to_back_keep_every_level_whole() {
-    const LADDER: &str =
-        "&compaction=10ms,50ms,250ms&snapshot_interval=500ms&l0_retention=2s&retention=1s";
     let t = WriteTarget::new("compaction-back-to-back-two", Target::File);
-    create_writer_tables(&t.url, LADDER);
+    create_writer_tables(&t.url, BACK_TO_BACK);
     let bin = env!("CARGO_BIN_EXE_ltx_writer");
     let writers: Vec<std::process::Child> = ["a", "b"]
         .iter()
         .map(|tag| {
             std::process::Command::new(bin)
-                .args([&t.url, *tag, "150", LADDER])
+                .args([&t.url, *tag, "150", BACK_TO_BACK])
                 .env_remove("AWS_CA_BUNDLE")
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -369,10 +366,9 @@ fn two_writers_passes_back_to_back_keep_every_level_whole() {
 /// A writer whose transaction began before another writer's commits, which compaction has
 /// since merged into level 1 and retention removed from level 0: its COMMIT is refused
 /// (BUSY), not stored under a TXID name retention freed, and what restores is what was
-/// acknowledged. Fails today: the COMMIT succeeds, its file is never in a plan, and level 0
-/// holds a second TXID 2 beside the one level 1 merged (found with the test above).
+/// acknowledged. (Without the check of `writer/newest.rs` the COMMIT succeeded, its file was
+/// in no plan, and level 0 held a second TXID 2 beside the one level 1 had merged.)
 #[test]
-#[ignore = "known bug: a conditional create cannot refuse a TXID whose level-0 file retention removed"]
 fn a_stale_writer_cannot_take_a_txid_retention_freed() {
     let t = WriteTarget::new("compaction-stale-writer", Target::File);
     let fast = "&compaction=50ms,200ms&snapshot_interval=1h&l0_retention=100ms&retention=1h";
