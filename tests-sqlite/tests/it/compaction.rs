@@ -304,12 +304,12 @@ fn passes_back_to_back_keep_every_level_whole(name: &str, target: Target, commit
 
 #[test]
 fn passes_back_to_back_keep_every_level_whole_on_file() {
-    passes_back_to_back_keep_every_level_whole("compaction-back-to-back", Target::File, 400);
+    passes_back_to_back_keep_every_level_whole("compaction-back-to-back", Target::File, 300);
 }
 
 #[test]
 fn passes_back_to_back_keep_every_level_whole_on_s3() {
-    passes_back_to_back_keep_every_level_whole("compaction-back-to-back-s3", Target::S3, 120);
+    passes_back_to_back_keep_every_level_whole("compaction-back-to-back-s3", Target::S3, 80);
 }
 
 /// Two writer processes take turns on one replica (file://, no lease), each with passes
