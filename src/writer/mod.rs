@@ -14,12 +14,30 @@ mod dirty;
 mod fork;
 mod lease;
 mod locks;
+mod newest;
 pub(crate) mod private_dir;
 
 pub(crate) use buffered::Buffered;
-pub(crate) use commit::commit;
 pub(crate) use compact::Compactor;
 pub(crate) use dirty::DirtyPages;
 pub(crate) use fork::fork;
 pub(crate) use lease::{Lease, Taken};
 pub(crate) use locks::LockTable;
+
+use crate::error::Result;
+use crate::replica::{Replica, Snapshot};
+use std::sync::Arc;
+
+/// COMMIT: stores the transaction `dirty` made over `base` as its next TXID
+/// ([`commit::commit`]), once sure that no writer went past `base` unseen ([`newest`]).
+///
+/// # Errors
+/// As [`commit::commit`].
+pub(crate) fn commit(
+    replica: &Arc<Replica>,
+    base: &Arc<Snapshot>,
+    dirty: &DirtyPages,
+) -> Result<Arc<Snapshot>> {
+    newest::ensure(replica, base)?;
+    commit::commit(replica, base, dirty)
+}

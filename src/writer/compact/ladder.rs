@@ -47,26 +47,45 @@ fn chain(files: &[ListedFile], from: Txid) -> Vec<ListedFile> {
 ///   supersedes goes after `l0_retention` ([`to_delete`]). So a plan needs one file per
 ///   level between the top level and level 0, not one per interval.
 ///
+/// Either way the new file never starts past one beyond what the level already reaches:
+/// a level's files stay contiguous from its first, as Litestream reads a level (its rule:
+/// a level-N file takes the files of level N-1 that follow the last level-N file's max
+/// TXID). The level above reaches past this one only in a listing that saw another
+/// writer's files of the level above but not of this one; then the level's own end rules.
+///
 /// Empty when `src` has nothing new.
 pub(super) fn to_compact(
     src: &[ListedFile],
     dst: &[ListedFile],
     upper: Option<&[ListedFile]>,
 ) -> Vec<ListedFile> {
-    let (mut run, from) = match upper {
-        None => (Vec::new(), max_txid(dst)),
+    let reach = max_txid(dst);
+    let (mut run, mut from) = match upper {
+        None => (Vec::new(), reach),
         Some(upper) => {
             let own = chain(dst, max_txid(upper));
             let from = own.last().map_or(max_txid(upper), |f| f.id.max_txid);
             (own, from)
         }
     };
+    if !dst.is_empty() && from > reach {
+        (run, from) = (Vec::new(), reach);
+    }
     let new = chain(src, from);
     if new.is_empty() {
         return Vec::new();
     }
     run.extend(new);
     run
+}
+
+/// The files of `listing` that a pass merges into one new file of `level` (`top` the
+/// ladder's highest), as [`to_compact`] chooses them: the level below, the level, and
+/// the level above unless `level` is the top or the level above is still empty.
+pub(super) fn inputs(listing: &Listing, level: u8, top: u8) -> Vec<ListedFile> {
+    let files = |l: u8| listing.get(&l).map_or(&[][..], Vec::as_slice);
+    let upper = Some(files(level + 1)).filter(|f| level < top && !f.is_empty());
+    to_compact(files(level - 1), files(level), upper)
 }
 
 /// Whether a snapshot of the state at `current` is due: the newest snapshot is older than
@@ -90,7 +109,8 @@ pub(super) fn snapshot_due(
 /// - files of levels 1..=top wholly below the oldest snapshot kept (they only serve states
 ///   before it), and, below the top, already merged into the next level; the newest file of
 ///   each level stays;
-/// - level-0 files a level-1 file covers, once older than `l0_retention`; the newest stays.
+/// - level-0 files a level-1 file holds whole (or a kept snapshot is past), once older
+///   than `l0_retention`; the newest stays.
 pub(super) fn to_delete(
     listing: &Listing,
     top: u8,
@@ -147,13 +167,25 @@ pub(super) fn to_delete(
                 .collect::<Vec<_>>(),
         );
     }
+    // A level-0 file goes once a level-1 file that stays holds all of its TXIDs (not
+    // merely one that ends past it, as Litestream's rule has it: a level 1 with a hole
+    // must not take level 0's bridge with it), or, when level 1 ends past it, a kept
+    // snapshot does (the level-1 files below a snapshot go, above).
     let covered = max_txid(level(1));
+    let covers = |g: &ListedFile, f: &ListedFile| {
+        g.id.min_txid <= f.id.min_txid && f.id.max_txid <= g.id.max_txid
+    };
+    let level1: Vec<&ListedFile> = (level(1).iter())
+        .filter(|g| !gone.contains(&g.id))
+        .collect();
     let files = level(0);
     let newest = max_txid(files);
     gone.extend(
         files
             .iter()
-            .filter(|f| f.id.max_txid < newest && f.id.max_txid <= covered)
+            .filter(|f| f.id.max_txid < newest)
+            .filter(|f| f.id.max_txid <= covered)
+            .filter(|f| f.id.max_txid <= floor || level1.iter().any(|g| covers(g, f)))
             .filter(|f| age(f) > l0_retention)
             .map(|f| f.id),
     );
@@ -251,9 +283,15 @@ mod tests {
         assert_eq!(ids(&run), [(5, 8), (9, 9), (10, 10), (11, 11), (12, 12)]);
         // Nothing new below: nothing to do.
         assert!(to_compact(&l0, &[file(1, 5, 12, 0)], Some(&l2)).is_empty());
-        // The level above is past level 1's files: start afresh from it.
+        // The level above is past level 1's files (a listing that saw another writer's
+        // level 2 but not its level 1): level 1 goes on from its own end, no hole in it.
         let l2 = [file(2, 1, 10, 0)];
-        assert_eq!(ids(&to_compact(&l0, &l1, Some(&l2))), [(11, 11), (12, 12)]);
+        assert_eq!(
+            ids(&to_compact(&l0, &l1, Some(&l2))),
+            [(9, 9), (10, 10), (11, 11), (12, 12)]
+        );
+        // An empty level 1 starts where the level above ends.
+        assert_eq!(ids(&to_compact(&l0, &[], Some(&l2))), [(11, 11), (12, 12)]);
     }
 
     #[test]
@@ -305,6 +343,36 @@ mod tests {
         assert!(!gone.iter().any(|g| g.0 == 2));
         let l0: Vec<_> = gone.iter().filter(|g| g.0 == 0).map(|g| g.1).collect();
         assert_eq!(l0, (1..=8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn level0_files_stay_until_a_level1_file_holds_them_whole() {
+        let mut listing = Listing::new();
+        listing.insert(0, (1..=10).map(|t| file(0, t, t, 600)).collect());
+        // A level 1 with a hole (5-7), as another tool may leave it: level 0 bridges it.
+        listing.insert(1, vec![file(1, 1, 4, 500), file(1, 8, 9, 500)]);
+        let gone = to_delete(
+            &listing,
+            2,
+            now(),
+            Duration::from_secs(300),
+            Duration::from_secs(86_400),
+        );
+        let l0: Vec<u64> = (gone.iter())
+            .filter(|f| f.level == 0)
+            .map(|f| f.max_txid.get())
+            .collect();
+        assert_eq!(l0, [1, 2, 3, 4, 8, 9]);
+        // A kept snapshot past them lets them go.
+        listing.insert(SNAPSHOT_LEVEL, vec![file(9, 1, 7, 500)]);
+        let gone = to_delete(
+            &listing,
+            2,
+            now(),
+            Duration::from_secs(300),
+            Duration::from_secs(86_400),
+        );
+        assert_eq!(gone.iter().filter(|f| f.level == 0).count(), 9);
     }
 
     #[test]

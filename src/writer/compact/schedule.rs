@@ -26,9 +26,9 @@ pub(super) async fn run(me: Weak<Compactor>, replica: Weak<Replica>, wake: Arc<W
             if !compactor.keeps_running() {
                 return;
             }
-            // Not two passes of one replica closer than the old tick's period (a quarter of
-            // the shortest interval, 100 ms to 1 s), whatever the deadlines say.
-            let gap = compactor.retry_after();
+            // Not two passes of one replica closer than its gap, whatever the deadlines say
+            // (for cost: see `pass_gap`).
+            let gap = compactor.pass_gap();
             let at = compactor.next_deadline(&replica);
             (at.map(|at| last_pass.map_or(at, |p| at.max(p + gap))), gap)
         };

@@ -7,6 +7,7 @@ use crate::ltx::{PageIndex, Txid};
 use crate::replica::{FileIndex, LtxFileId, PlanFile};
 use std::collections::HashMap;
 use std::sync::{Mutex, Weak};
+use std::time::Instant;
 
 /// What this process stored of each replica: the newest TXID, and the headers and indexes
 /// of its recent level-0 files, so that compacting them reads only their pages (most of
@@ -14,6 +15,8 @@ use std::sync::{Mutex, Weak};
 #[derive(Default)]
 struct StoredHere {
     txid: Txid,
+    /// When `txid` was stored.
+    at: Option<Instant>,
     recent: std::collections::VecDeque<PlanFile>,
 }
 
@@ -37,6 +40,7 @@ pub(crate) fn note_stored(
         .entry(url.to_owned())
         .or_default();
     here.txid = id.max_txid;
+    here.at = Some(Instant::now());
     if here.recent.len() == RECENT_FILES {
         here.recent.pop_front();
     }
@@ -60,6 +64,14 @@ pub(crate) fn wake(url: &str) {
 pub(super) fn stored_here(url: &str) -> Option<Txid> {
     let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
     map.as_ref()?.get(url).map(|h| h.txid)
+}
+
+/// When this process stored TXID `txid` of the replica at `url`, if it is the newest TXID
+/// this process stored there.
+pub(crate) fn stored_at(url: &str, txid: Txid) -> Option<Instant> {
+    let map = STORED_HERE.lock().unwrap_or_else(|e| e.into_inner());
+    let here = map.as_ref()?.get(url)?;
+    here.at.filter(|_| here.txid == txid)
 }
 
 /// The header fields and index of `id`, if this process stored it recently.
