@@ -21,5 +21,5 @@ pub(crate) use commit::commit;
 pub(crate) use compact::Compactor;
 pub(crate) use dirty::DirtyPages;
 pub(crate) use fork::fork;
-pub(crate) use lease::{Lease, Taken};
+pub(crate) use lease::{Lease, Taken, nap};
 pub(crate) use locks::LockTable;

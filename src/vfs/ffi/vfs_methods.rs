@@ -294,7 +294,17 @@ unsafe extern "C" fn x_randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mu
     delegate!(vfs, xRandomness, 0, n, out)
 }
 
+/// SQLite's busy handler sleeps here between two tries of a lock: while this process waits
+/// for the writers' lease, the sleep ends early when the lease is its (`writer::nap`).
 unsafe extern "C" fn x_sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
+    let wanted = std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    let napped = super::guard(-1, || match crate::writer::nap(wanted) {
+        Some(slept) => c_int::try_from(slept.as_micros()).unwrap_or(micros),
+        None => -1,
+    });
+    if napped >= 0 {
+        return napped;
+    }
     delegate!(vfs, xSleep, 0, micros)
 }
 
