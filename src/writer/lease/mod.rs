@@ -48,7 +48,7 @@ const LINGER: Duration = Duration::from_secs(1);
 const HAND_IDLE: Duration = TURN;
 /// A lease handed over lasts this long (at most its TTL) until its taker renews it: a
 /// waiter that died in the queue holds the others up for no longer.
-const ACCEPT: Duration = Duration::from_secs(2);
+const ACCEPT: Duration = Duration::from_secs(1);
 
 /// What a BEGIN's request for the lease came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +333,14 @@ impl Lease {
         let version = match (renew, version) {
             (false, Some(v)) => v,
             (_, over) => {
-                next.owner = Some((self.me.clone(), now_ms + ttl_ms));
+                // While others wait, for a turn: a holder killed in it holds them up less.
+                let until = now_ms
+                    + if others_wait {
+                        self.handed_ms()
+                    } else {
+                        ttl_ms
+                    };
+                next.owner = Some((self.me.clone(), until));
                 match self.store.put_lease(next.to_bytes(), over.as_ref()).await? {
                     LeaseWrite::Stored(v) => {
                         if mine {

@@ -205,10 +205,16 @@ impl Lease {
                     self.queue(&doc, version).await?;
                     return Ok(Look::Behind);
                 }
+                let waiters: Vec<_> = fresh.into_iter().filter(|(id, _)| *id != self.me).collect();
+                let ms = if waiters.is_empty() {
+                    ttl_ms
+                } else {
+                    self.handed_ms()
+                };
                 let next = Doc {
-                    owner: Some((self.me.clone(), now_ms + ttl_ms)),
+                    owner: Some((self.me.clone(), now_ms + ms)),
                     txid: doc.txid,
-                    waiters: fresh.into_iter().filter(|(id, _)| *id != self.me).collect(),
+                    waiters,
                 };
                 match self
                     .store
