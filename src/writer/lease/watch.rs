@@ -142,7 +142,7 @@ impl Lease {
     /// Reads the lease until this process takes it, or no BEGIN wants it any more (then
     /// it leaves the queue).
     async fn watcher(self: Arc<Self>) {
-        let mut pause = POLL;
+        let (mut pause, mut seen) = (POLL, None);
         let taken = loop {
             let gone = {
                 let st = self.state();
@@ -155,7 +155,7 @@ impl Lease {
                 break false;
             }
             crate::io::sleep(pause).await;
-            match self.look().await {
+            match self.look(&mut seen).await {
                 Ok(Look::Taken) => break true,
                 Ok(Look::Next) => pause = POLL,
                 Ok(Look::Behind) => pause = POLL_BEHIND,
@@ -173,10 +173,19 @@ impl Lease {
 
     /// One read of the lease while waiting: takes it if it was handed to this process, or
     /// is free and this process is first in the queue (or the first let it lie for
-    /// [`ACCEPT`]); else keeps this process's place.
-    async fn look(self: &Arc<Self>) -> Result<Look> {
+    /// [`ACCEPT`]); else keeps this process's place. `seen`: the lease as last read (the
+    /// store answers "unchanged" without its bytes).
+    async fn look(self: &Arc<Self>, seen: &mut Option<(Doc, LeaseVersion)>) -> Result<Look> {
         self.stats.polls.fetch_add(1, Ordering::Relaxed);
-        let (doc, version) = self.read().await?;
+        let (doc, version) = match seen.as_ref() {
+            Some((doc, version)) => match self.store.get_lease_if_changed(version).await? {
+                None => (doc.clone(), Some(version.clone())),
+                Some(Some((bytes, v))) => (Doc::parse(&bytes), Some(v)),
+                Some(None) => (Doc::default(), None),
+            },
+            None => self.read().await?,
+        };
+        *seen = version.clone().map(|v| (doc.clone(), v));
         let now_ms = now_ms();
         let ttl_ms = self.ttl_ms();
         match (doc.valid_owner(now_ms), version) {
