@@ -2,7 +2,7 @@
 //! naming the process that writes now, until when, and the processes waiting for a turn,
 //! in their order. A process takes it at its first BEGIN IMMEDIATE (RESERVED) and keeps it
 //! across its consecutive transactions, so a lone writer pays nothing per commit: it reads
-//! the object again about once a second while it writes ([`CHECK`]), renews it when half
+//! the object again about twice a second while it writes ([`CHECK`]), renews it when half
 //! its TTL has passed, and releases it after [`LINGER`] without a transaction (a task on the
 //! IO runtime, woken by that deadline).
 //!
