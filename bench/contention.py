@@ -5,7 +5,8 @@ With the writers' lease (the default) a second writer's BEGIN IMMEDIATE waits fo
 meet only at COMMIT (SQLITE_BUSY_SNAPSHOT, after the work).
 
     contention.py --root REPO [--delay-ms 20] [--writers 3] [--seconds 20] [--lone 200]
-                  [--configs lease,no-lease] [--lib PATH] [--out bench/results-contention.json]
+                  [--configs lease,no-lease] [--no-restart] [--lib PATH]
+                  [--out bench/results-contention.json]
 
 Runs with the moto venv's Python. Per configuration: one fresh replica (s3://bench/<config>-N),
 then `--writers` /usr/bin/python3 processes (this file, `--worker`) for `--seconds`, each
@@ -14,8 +15,11 @@ retrying a refused one up to 40 times; then one writer alone for `--lone` commit
 per writer, commits per second, retries, transfers given up, committed latency (first try to
 acknowledged) p50 / p99 / max; the share of conflicts found before the work (a BEGIN that
 waited, counted by `PRAGMA ltx_lease`'s `busy`, against COMMITs refused after it); the lone
-writer's p50 and requests per commit. The totals are checked at the end (the sum of the
-balances, one row per acknowledged transfer). Not a test: nothing here passes or fails.
+writer's p50 and requests per commit. Half way through, the last writer is SIGKILLed and
+started again (`--no-restart`: not): its restarted self's commits in its half are set against
+the busiest writer's in the whole run (a restarted writer must not be starved). The totals are
+checked at the end (the sum of the balances, one row per acknowledged transfer; the killed
+writer's in-flight transfer may be there or not). Not a test: nothing here passes or fails.
 """
 
 import argparse
@@ -105,6 +109,7 @@ def worker(argv: list[str]) -> None:
                 conn.execute("INSERT INTO transfers VALUES (?, ?)", (args.name, seq))
                 conn.execute("COMMIT")
                 lat.append((time.perf_counter() - start) * 1000)
+                print(f"ack {seq}", flush=True)
                 break
             except sqlite3.OperationalError:
                 after_work += 1
@@ -138,6 +143,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--lone", type=int, default=200)
     ap.add_argument("--configs", default="lease,no-lease")
+    ap.add_argument("--no-restart", action="store_true")
     ap.add_argument("--lib", type=Path)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -177,14 +183,32 @@ def main() -> None:
             u = uri(f"{config}-many", extra)
             subprocess.run(me + ["--uri", u, "--name", "setup", "--setup"], env=env, check=True)
             print(f"{config}: {args.writers} writers for {args.seconds:g} s ...", file=sys.stderr)
-            ws = [subprocess.Popen(me + ["--uri", u, "--name", f"w{i}", "--seconds", str(args.seconds)],
-                                   env=env, stdout=subprocess.PIPE, text=True)
-                  for i in range(args.writers)]
+            def start(name: str, seconds: float) -> subprocess.Popen:
+                return subprocess.Popen(me + ["--uri", u, "--name", name, "--seconds", str(seconds)],
+                                        env=env, stdout=subprocess.PIPE, text=True)
+
+            def last_json(out: str) -> dict:
+                lines = [line for line in out.strip().splitlines() if line.startswith("{")]
+                return json.loads(lines[-1]) if lines else {"error": "no output"}
+
+            ws = [start(f"w{i}", args.seconds) for i in range(args.writers)]
+            killed_acks = None
+            if not args.no_restart and args.writers > 1:
+                time.sleep(args.seconds / 2)
+                victim = ws.pop()
+                victim.kill()
+                out, _ = victim.communicate(timeout=60)
+                killed_acks = sum(1 for line in out.splitlines() if line.startswith("ack "))
+                ws.append(start("restarted", args.seconds / 2))
             per = []
             for w in ws:
                 out, _ = w.communicate(timeout=args.seconds * 3 + 120)
-                per.append(json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": "no output"})
+                per.append(last_json(out))
             res["writers"] = per
+            if killed_acks is not None:
+                res["killed_acks"] = killed_acks
+                res["restarted_commits"] = per[-1].get("commits")
+                res["busiest_commits"] = max(p.get("commits", 0) for p in per[:-1])
             rates = [p.get("commits_per_s", 0) for p in per]
             waited = sum(p.get("waited_begins", 0) for p in per)
             refused = sum(p.get("refused_after_work", 0) for p in per)
@@ -194,8 +218,14 @@ def main() -> None:
             res["max_ms"] = max((p.get("max_ms") or 0) for p in per)
             res["conflicts_before_work_share"] = round(waited / (waited + refused), 3) if waited + refused else None
             res["check"] = run(me + ["--uri", u, "--name", "check", "--check"], 60)
-            acked = {f"w{i}": p.get("commits") for i, p in enumerate(per)}
-            res["check_ok"] = (res["check"].get("sum") == 8000 and res["check"].get("rows") == acked)
+            names = [f"w{i}" for i in range(len(per))]
+            if killed_acks is not None:
+                names[-1] = "restarted"
+            acked = dict(zip(names, (p.get("commits") for p in per)))
+            rows = dict(res["check"].get("rows") or {})
+            victim_rows = rows.pop(f"w{args.writers - 1}", 0) if killed_acks is not None else 0
+            res["check_ok"] = (res["check"].get("sum") == 8000 and rows == acked
+                               and (killed_acks is None or victim_rows - killed_acks in (0, 1)))
             u = uri(f"{config}-lone", extra)
             subprocess.run(me + ["--uri", u, "--name", "setup", "--setup"], env=env, check=True)
             print(f"{config}: one writer, {args.lone} commits ...", file=sys.stderr)
@@ -211,6 +241,10 @@ def main() -> None:
         print(f"\n[{config}] slowest/fastest rate {r['slowest_rate_share']}, gave up {r['gave_up']}, "
               f"p99 {r['p99_ms_max']} ms, max {r['max_ms']} ms, conflicts before the work "
               f"{r['conflicts_before_work_share']}, totals check {'ok' if r['check_ok'] else r['check']}")
+        if "killed_acks" in r:
+            print(f"  last writer SIGKILLed half way after {r['killed_acks']} commits; restarted, it made "
+                  f"{r['restarted_commits']} in its {args.seconds / 2:g} s vs the busiest's {r['busiest_commits']} "
+                  f"in {args.seconds:g} s")
         for i, p in enumerate(r["writers"]):
             print(f"  w{i}: {p.get('commits')} commits, {p.get('commits_per_s')}/s, retries {p.get('retries')}, "
                   f"waited BEGINs {p.get('waited_begins')}, refused after work {p.get('refused_after_work')}, "

@@ -61,6 +61,38 @@ impl Store {
         Ok(Some((bytes, version)))
     }
 
+    /// The lease object's bytes and version if its version is no longer `seen` (`Ok(None)`:
+    /// unchanged, answered without its bytes); `Some(None)` if there is none.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the store failed.
+    pub async fn get_lease_if_changed(
+        &self,
+        seen: &LeaseVersion,
+    ) -> Result<Option<Option<(bytes::Bytes, LeaseVersion)>>> {
+        let Some(e_tag) = seen.e_tag.clone() else {
+            return self.get_lease().await.map(Some);
+        };
+        self.stats.lease_requests.fetch_add(1, Ordering::Relaxed);
+        let client = self.client()?;
+        let options = object_store::GetOptions::new().with_if_none_match(Some(e_tag));
+        let got = match client.get_opts(&self.lease_path(), options).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotModified { .. }) => return Ok(None),
+            Err(object_store::Error::NotFound { .. }) => return Ok(Some(None)),
+            Err(e) => return Err(self.io_error("reading the lease".into(), e)),
+        };
+        let version = LeaseVersion {
+            e_tag: got.meta.e_tag.clone(),
+            version: got.meta.version.clone(),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| self.io_error("reading the lease".into(), e))?;
+        Ok(Some(Some((bytes, version))))
+    }
+
     /// Writes the lease object: created if `over` is `None`, else replaced only if its
     /// version is still `over`.
     ///

@@ -128,14 +128,7 @@ impl MainDb {
             compactor: Compactor::of(&replica, &compaction),
             lease: lease_ttl
                 .filter(|_| replica.store().has_conditional_update())
-                .map(|ttl| {
-                    Lease::of(
-                        &replica.config().url,
-                        replica.store(),
-                        ttl,
-                        replica.timeout(),
-                    )
-                }),
+                .map(|ttl| Lease::of(&replica, ttl)),
         });
         let mut db = MainDb {
             replica,
@@ -296,7 +289,17 @@ impl MainDb {
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
-                self.replica.begin_read();
+                let leased = self
+                    .writing
+                    .as_ref()
+                    .and_then(|w| w.lease.as_ref())
+                    .is_some_and(|l| l.holds());
+                if leased {
+                    // The lease holder's state is the newest: no poll to wait for.
+                    self.replica.ensure_follower();
+                } else {
+                    self.replica.begin_read();
+                }
                 if let Some(floor) = self.min_txid
                     && let Err(e) = self.replica.wait_txid(floor, self.replica.config().timeout)
                 {

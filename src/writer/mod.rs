@@ -21,7 +21,7 @@ pub(crate) use buffered::Buffered;
 pub(crate) use compact::Compactor;
 pub(crate) use dirty::DirtyPages;
 pub(crate) use fork::fork;
-pub(crate) use lease::{Lease, Taken};
+pub(crate) use lease::{Lease, Taken, nap};
 pub(crate) use locks::LockTable;
 
 use crate::error::Result;

@@ -297,7 +297,21 @@ unsafe extern "C" fn x_randomness(vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mu
     delegate!(vfs, xRandomness, 0, n, out)
 }
 
+/// SQLite's busy handler sleeps here between two tries of a lock: while this process waits
+/// for the writers' lease, the sleep ends early when the lease is its (`writer::nap`).
+/// The contract (https://sqlite.org/c3ref/vfs.html) asks for a sleep of at least `micros`
+/// and an answer of how long was asked of the OS: an early end happens only on the thread
+/// whose BEGIN was just refused the lease, where the busy handler ignores the answer and
+/// tries again; otherwise the default VFS sleeps.
 unsafe extern "C" fn x_sleep(vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
+    let wanted = std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    let napped = super::guard(-1, || match crate::writer::nap(wanted) {
+        Some(slept) => c_int::try_from(slept.as_micros()).unwrap_or(micros),
+        None => -1,
+    });
+    if napped >= 0 {
+        return napped;
+    }
     delegate!(vfs, xSleep, 0, micros)
 }
 

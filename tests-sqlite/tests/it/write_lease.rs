@@ -327,3 +327,87 @@ fn a_holder_paused_mid_transaction_past_its_ttl_loses_at_commit() {
     );
     assert_eq!(t.level0_txids(), vec![1, 2]);
 }
+
+/// A writer process whose output lines are collected as they come.
+struct Running {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(url: &str, tag: &str, extra: &str) -> Running {
+        let mut child = writer(url, tag, 100_000, extra);
+        let stdout = child.stdout.take().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = out.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Running { child, out, reader }
+    }
+
+    /// SIGKILLs it; its acknowledged commits.
+    fn kill(mut self, tag: &str) -> Vec<(String, i64)> {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.reader.join().unwrap();
+        acked(tag, &self.out.lock().unwrap())
+    }
+}
+
+/// Three writer processes retrying refused transactions: the lease goes round in turns of
+/// several transactions each, every writer commits at least a quarter of what the busiest
+/// does, and one killed half way and started again (a new process, at the back of the
+/// queue) is not starved. Every acknowledged commit is stored once.
+#[test]
+fn writers_take_turns_and_a_restarted_one_is_not_starved() {
+    let t = WriteTarget::new("lease-turns", Target::S3);
+    let extra = "";
+    create_writer_tables(&t.url, extra);
+    let half = Duration::from_secs(3);
+    let a = Running::start(&t.url, "a", extra);
+    let b = Running::start(&t.url, "b", extra);
+    let c = Running::start(&t.url, "c", extra);
+    std::thread::sleep(half);
+    let c_acked = c.kill("c");
+    let r = Running::start(&t.url, "r", extra);
+    std::thread::sleep(half);
+    let (a_acked, b_acked, r_acked) = (a.kill("a"), b.kill("b"), r.kill("r"));
+    let (na, nb, nc, nr) = (a_acked.len(), b_acked.len(), c_acked.len(), r_acked.len());
+    eprintln!(
+        "turns: a {na}, b {nb} commits in 6 s; c {nc} in 3 s, then killed; restarted {nr} in 3 s"
+    );
+    let busiest = na.max(nb);
+    assert!(na * 4 >= busiest && nb * 4 >= busiest, "a {na}, b {nb}");
+    assert!(
+        nr * 4 >= busiest / 2,
+        "the restarted writer: {nr} vs {busiest} in twice its time"
+    );
+    let rows = t.restored_rows();
+    let all: Vec<_> = [a_acked, b_acked, c_acked, r_acked].concat();
+    for acked in &all {
+        assert_eq!(rows.get(acked), Some(&1), "acknowledged {acked:?}");
+    }
+    // In commit order, a writer's rows come in runs: several transactions a turn.
+    let restored = Connection::open(t.dir.join("restored.db")).unwrap();
+    let tags: Vec<String> = restored
+        .prepare("SELECT tag FROM t ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let runs = 1 + tags.windows(2).filter(|w| w[0] != w[1]).count();
+    eprintln!("turns: {} commits in {runs} runs", tags.len());
+    assert!(
+        tags.len() >= 2 * runs,
+        "{} commits in {runs} runs",
+        tags.len()
+    );
+}

@@ -1,34 +1,54 @@
-//! The writers' lease of a replica: one object in the store (`<root>/lease`) naming the
-//! process that writes now, until when, and the processes waiting for a turn. A process
-//! takes it at its first BEGIN IMMEDIATE (RESERVED) and keeps it across its consecutive
-//! transactions, so a lone writer pays nothing per commit: it reads the object again about
-//! once a second while it writes ([`CHECK`]), renews it when half its TTL has passed, and
-//! releases it after [`LINGER`] without a transaction (a task on the IO runtime, woken by
-//! that deadline). Another process's BEGIN finds it held and gets SQLITE_BUSY at once,
-//! before its work; it registers as a waiter, and the holder hands the lease to the first
-//! waiter after its current transaction: writers take turns.
+//! The writers' lease of a replica: one object in the store (`<root>/lease`, see [`doc`])
+//! naming the process that writes now, until when, and the processes waiting for a turn,
+//! in their order. A process takes it at its first BEGIN IMMEDIATE (RESERVED) and keeps it
+//! across its consecutive transactions, so a lone writer pays nothing per commit: it reads
+//! the object again about twice a second while it writes ([`CHECK`]), renews it when half
+//! its TTL has passed, and releases it after [`LINGER`] without a transaction (a task on the
+//! IO runtime, woken by that deadline).
+//!
+//! Another process's BEGIN finds it held and gets SQLITE_BUSY at once, before its work; it
+//! joins the queue, and a watcher task reads the lease every [`watch::POLL`] until the lease
+//! is handed to it, catches up with the holder's commits, and wakes the BEGIN's busy
+//! handler (`xSleep`, [`nap`]). While others wait, a holder keeps the lease for a turn of
+//! [`TURN`] (several transactions), then hands it to the first waiter in the same request
+//! that ends its turn: writers take turns, in the order they came.
 //!
 //! The lease is advice, not the arbiter: a holder paused past its TTL may still try to
 //! commit, and the conditional create of each TXID (`commit.rs`) refuses it. Only objects
 //! are moved here; the store's conditional writes (`store::lease`) make every change
 //! of the object one compare-and-swap.
 
+mod doc;
+mod keep;
+mod watch;
+
 use crate::error::Result;
 use crate::fetch::bridged;
+use crate::replica::Replica;
 use crate::store::{LeaseVersion, LeaseWrite, Store};
+use doc::Doc;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub(crate) use watch::nap;
 
-/// How often a holder in a stream of transactions reads the lease again (for waiters, or a
-/// takeover while it was paused).
-const CHECK: Duration = Duration::from_secs(1);
-/// How long after it last saw another writer a holder reads the lease at every BEGIN (so it
-/// hands over after each transaction while others take turns with it).
+/// How often a lone holder in a stream of transactions reads the lease again (for waiters,
+/// or a takeover while it was paused).
+const CHECK: Duration = Duration::from_millis(500);
+/// A holder's turn while others wait: it reads the lease when its turn is over and hands
+/// it to the first waiter after that transaction.
+const TURN: Duration = Duration::from_millis(200);
+/// How long after it last saw another writer a holder reads the lease every [`TURN`]
+/// rather than every [`CHECK`].
 const CONTENDED: Duration = Duration::from_secs(5);
-/// How long a holder keeps the lease without a transaction before it releases it.
+/// How long a holder keeps the lease without a transaction before it releases it; while
+/// others wait, [`HAND_IDLE`].
 const LINGER: Duration = Duration::from_secs(1);
+const HAND_IDLE: Duration = TURN;
+/// A lease handed over lasts this long (at most its TTL) until its taker renews it: a
+/// waiter that died in the queue holds the others up for no longer.
+const ACCEPT: Duration = Duration::from_secs(1);
 
 /// What a BEGIN's request for the lease came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,65 +58,6 @@ pub(crate) enum Taken {
     Held { catch_up: bool },
     /// Another process holds it (or a waiter ahead of this one gets it next).
     Busy,
-}
-
-/// The lease object's content: a few lines of text.
-///
-/// ```text
-/// ltxvfs-lease 1
-/// owner <id> <expires, ms since the epoch>
-/// txid <the newest TXID its writer stored, when it last wrote the lease>
-/// waiter <id> <last seen, ms since the epoch>
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Doc {
-    owner: Option<(String, u64)>,
-    txid: Option<u64>,
-    waiters: Vec<(String, u64)>,
-}
-
-impl Doc {
-    /// Reads a lease; lines it does not know are skipped (an unreadable lease is a free one,
-    /// which the next conditional write replaces).
-    fn parse(bytes: &[u8]) -> Doc {
-        let mut doc = Doc::default();
-        for line in String::from_utf8_lossy(bytes).lines() {
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            match parts.as_slice() {
-                ["owner", id, ms] => doc.owner = ms.parse().ok().map(|ms| (id.to_string(), ms)),
-                ["txid", n] => doc.txid = n.parse().ok(),
-                ["waiter", id, ms] => {
-                    if let Ok(ms) = ms.parse() {
-                        doc.waiters.push((id.to_string(), ms));
-                    }
-                }
-                _ => {}
-            }
-        }
-        doc
-    }
-
-    fn to_bytes(&self) -> bytes::Bytes {
-        let mut s = String::from("ltxvfs-lease 1\n");
-        if let Some((id, ms)) = &self.owner {
-            s.push_str(&format!("owner {id} {ms}\n"));
-        }
-        if let Some(txid) = self.txid {
-            s.push_str(&format!("txid {txid}\n"));
-        }
-        for (id, ms) in &self.waiters {
-            s.push_str(&format!("waiter {id} {ms}\n"));
-        }
-        s.into()
-    }
-
-    /// The owner, if its lease has not expired at `now_ms`.
-    fn valid_owner(&self, now_ms: u64) -> Option<&str> {
-        self.owner
-            .as_ref()
-            .filter(|(_, until)| *until > now_ms)
-            .map(|(id, _)| id.as_str())
-    }
 }
 
 /// Counters for `PRAGMA ltx_lease`.
@@ -109,6 +70,7 @@ struct Stats {
     renewals: AtomicU64,
     releases: AtomicU64,
     errors: AtomicU64,
+    polls: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -118,8 +80,14 @@ struct Held {
     /// When to read the object again, and when to renew it.
     check_at: Instant,
     renew_at: Instant,
-    /// Another process waits: hand the lease over after this transaction.
+    /// Another process waits and this turn is over: hand the lease over after this
+    /// transaction.
     hand_over: bool,
+    /// Others waited at the last read (or the lease came from one): hand it over after
+    /// [`HAND_IDLE`] without a transaction.
+    contended: bool,
+    /// When this process's turn began.
+    turn_from: Instant,
 }
 
 #[derive(Debug)]
@@ -140,6 +108,16 @@ struct State {
     other: Option<String>,
     /// The newest TXID a lease read named (its holder's, when it last wrote the lease).
     seen_txid: Option<u64>,
+    /// A watcher task waits for this process's turn.
+    watching: bool,
+    /// When a BEGIN last asked for the lease while another held it (the watcher leaves
+    /// the queue when none has for a while).
+    wanted_at: Instant,
+    /// Taken (by the watcher, or kept for a retry) and not yet by a BEGIN: `Some(catch_up)`.
+    ready: Option<bool>,
+    /// The lease as this process's hand-over wrote it, and when: its next BEGIN starts
+    /// from it rather than read it again.
+    handed: Option<(Doc, LeaseVersion, Instant)>,
 }
 
 /// One process's side of a replica's lease, shared by its writable connections (which the
@@ -147,6 +125,8 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Lease {
     store: Store,
+    /// The replica the watcher catches up before it wakes a BEGIN.
+    replica: Mutex<Weak<Replica>>,
     me: String,
     ttl: Duration,
     timeout: Duration,
@@ -164,22 +144,25 @@ fn now_ms() -> u64 {
 }
 
 impl Lease {
-    /// The lease of the replica at `url` in this process.
-    pub(crate) fn of(url: &str, store: &Store, ttl: Duration, timeout: Duration) -> Arc<Lease> {
+    /// The lease of `replica` in this process.
+    pub(crate) fn of(replica: &Arc<Replica>, ttl: Duration) -> Arc<Lease> {
+        let url = &replica.config().url;
         let mut leases = LEASES.lock().unwrap_or_else(|e| e.into_inner());
         let map = leases.get_or_insert_with(HashMap::new);
         map.retain(|_, l| l.strong_count() > 0);
         if let Some(lease) = map.get(url).and_then(Weak::upgrade) {
+            *lease.replica.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(replica);
             return lease;
         }
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
         let lease = Arc::new(Lease {
-            store: store.clone(),
+            store: replica.store().clone(),
+            replica: Mutex::new(Arc::downgrade(replica)),
             me: format!("{}-{:08x}", std::process::id(), nanos ^ (map.len() as u32)),
             ttl: ttl.max(Duration::from_millis(100)),
-            timeout,
+            timeout: replica.timeout(),
             state: Mutex::new(State {
                 held: None,
                 contended_at: None,
@@ -189,6 +172,10 @@ impl Lease {
                 keeper: 0,
                 other: None,
                 seen_txid: None,
+                watching: false,
+                wanted_at: Instant::now(),
+                ready: None,
+                handed: None,
             }),
             stats: Stats::default(),
         });
@@ -204,27 +191,52 @@ impl Lease {
         self.ttl.as_millis() as u64
     }
 
+    /// How long a lease handed to a waiter lasts before it renews it.
+    fn handed_ms(&self) -> u64 {
+        self.ttl.min(ACCEPT).as_millis() as u64
+    }
+
     /// At a BEGIN's RESERVED lock: takes (or keeps) the lease. Without a request while
-    /// this process holds it and no check or renewal is due.
+    /// this process holds it and no check or renewal is due, and while its watcher waits
+    /// for its turn.
     ///
     /// # Errors
     /// [`crate::error::Error::Io`] if the store failed; the caller may go on without the
     /// lease (the conditional create still decides).
     pub(crate) fn take(self: &Arc<Self>, known: u64) -> Result<Taken> {
-        {
+        let ready = {
             let mut st = self.state();
             let now = Instant::now();
             if st.unsupported {
                 return Ok(Taken::Held { catch_up: false });
             }
-            if let Some(h) = &st.held
-                && now < h.check_at
+            let ready = watch::unready(&mut st);
+            if let Some(h) = st.held.as_mut()
                 && now < h.renew_at
+                && (now < h.check_at || h.contended)
             {
+                if now >= h.check_at {
+                    // The end of a turn while others wait: which of them is next is read
+                    // while this transaction goes on (see [`Lease::check`]).
+                    h.check_at = now + CHECK;
+                    let me = self.clone();
+                    let _ = crate::io::spawn(async move { me.check().await });
+                }
                 st.in_txn = true;
-                return Ok(Taken::Held { catch_up: false });
+                return Ok(Taken::Held {
+                    catch_up: ready == Some(true),
+                });
             }
-        }
+            if st.held.is_none() && st.watching {
+                st.wanted_at = now;
+                self.stats.busy.fetch_add(1, Ordering::Relaxed);
+                watch::refused_here(false);
+                return Ok(Taken::Busy);
+            }
+            // The keeper does not hand on a lease this BEGIN is checking.
+            st.in_txn = st.held.is_some();
+            ready
+        };
         let me = self.clone();
         let taken = bridged(
             &self.store,
@@ -237,31 +249,58 @@ impl Lease {
                 self.state().in_txn = true;
                 self.linger();
             }
-            Ok(Taken::Busy) => {}
+            Ok(Taken::Busy) => {
+                self.state().in_txn = false;
+                watch::refused_here(false);
+            }
             Err(_) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.state().in_txn = true;
             }
         }
-        taken
+        match taken {
+            Ok(Taken::Held { catch_up }) => Ok(Taken::Held {
+                catch_up: catch_up || ready == Some(true),
+            }),
+            other => other,
+        }
     }
 
     async fn take_slow(self: Arc<Self>, known: u64) -> Result<Taken> {
-        let (doc, version) = match self.store.get_lease().await? {
-            Some((bytes, v)) => (Doc::parse(&bytes), Some(v)),
-            None => (Doc::default(), None),
+        let handed = self
+            .state()
+            .handed
+            .take()
+            .filter(|(_, _, at)| at.elapsed() < CHECK);
+        let (doc, version) = match handed {
+            Some((doc, version, _)) => (doc, Some(version)),
+            None => self.read().await?,
         };
         self.state().seen_txid = doc.txid;
+        self.claim(doc, version, known).await
+    }
+
+    /// The lease object and its version (an empty lease without one).
+    async fn read(&self) -> Result<(Doc, Option<LeaseVersion>)> {
+        Ok(match self.store.get_lease().await? {
+            Some((bytes, v)) => (Doc::parse(&bytes), Some(v)),
+            None => (Doc::default(), None),
+        })
+    }
+
+    /// Takes or keeps the lease read as `doc` (at `version`) if it is this process's turn,
+    /// else joins the queue.
+    async fn claim(
+        self: &Arc<Self>,
+        doc: Doc,
+        version: Option<LeaseVersion>,
+        known: u64,
+    ) -> Result<Taken> {
         let (now, now_ms, ttl_ms) = (Instant::now(), now_ms(), self.ttl_ms());
         let was_held = self.state().held.is_some();
-        // Waiters seen within a TTL, in their order; a waiter that gave up drops out.
-        let mut fresh: Vec<(String, u64)> = doc
-            .waiters
-            .iter()
-            .filter(|(_, seen)| seen.saturating_add(ttl_ms) > now_ms)
-            .cloned()
-            .collect();
+        let mut fresh = doc.fresh_waiters(now_ms, ttl_ms);
         let others_wait = fresh.iter().any(|(id, _)| *id != self.me);
+        let expires = doc.owner.as_ref().map_or(0, |o| o.1);
         let mine = match doc.valid_owner(now_ms) {
             Some(owner) if owner == self.me => true,
             Some(owner) => {
@@ -269,10 +308,11 @@ impl Lease {
                 return self.wait(doc, version, owner).await;
             }
             None => {
+                // Free, but the first waiter gets it next (unless it let it lie: dead).
                 if let Some((first, _)) = fresh.first()
                     && *first != self.me
+                    && expires + ACCEPT.as_millis() as u64 > now_ms
                 {
-                    // Free, but a waiter before this process gets it next.
                     let first = first.clone();
                     return self.wait(doc, version, first).await;
                 }
@@ -285,14 +325,22 @@ impl Lease {
             txid: doc.txid.max(Some(known)),
             waiters: fresh,
         };
-        let expires = doc.owner.as_ref().map_or(0, |o| o.1);
-        // The TXID alone changes nothing worth a write: it goes with the next one.
-        let renew =
-            !mine || expires.saturating_sub(now_ms) < ttl_ms / 2 || next.waiters != doc.waiters;
+        // The TXID alone changes nothing worth a write: it goes with the next one. A holder
+        // about to hand over does not renew a lease it keeps for one more transaction.
+        let left_ms = expires.saturating_sub(now_ms);
+        let soon = left_ms < if others_wait { 500 } else { ttl_ms / 2 };
+        let renew = !mine || soon || next.waiters != doc.waiters;
         let version = match (renew, version) {
             (false, Some(v)) => v,
             (_, over) => {
-                next.owner = Some((self.me.clone(), now_ms + ttl_ms));
+                // While others wait, for a turn: a holder killed in it holds them up less.
+                let until = now_ms
+                    + if others_wait {
+                        self.handed_ms()
+                    } else {
+                        ttl_ms
+                    };
+                next.owner = Some((self.me.clone(), until));
                 match self.store.put_lease(next.to_bytes(), over.as_ref()).await? {
                     LeaseWrite::Stored(v) => {
                         if mine {
@@ -303,6 +351,7 @@ impl Lease {
                     LeaseWrite::Lost => {
                         self.state().held = None;
                         self.stats.busy.fetch_add(1, Ordering::Relaxed);
+                        self.watch();
                         return Ok(Taken::Busy);
                     }
                     LeaseWrite::Unsupported => {
@@ -321,14 +370,18 @@ impl Lease {
         if others_wait {
             st.contended_at = Some(now);
         }
-        let contended = st.contended_at.is_some_and(|t| now < t + CONTENDED);
+        let turn_from = st.held.as_ref().map_or(now, |h| h.turn_from);
+        let turn_over = now >= turn_from + TURN;
         st.held = Some(Held {
             version,
             doc: next,
-            check_at: if contended { now } else { now + CHECK },
-            renew_at: now + left.saturating_sub(self.ttl / 2),
-            hand_over: others_wait,
+            check_at: self.check_at(&st, now, turn_from),
+            renew_at: now + renew_after(left, self.ttl),
+            hand_over: others_wait && turn_over,
+            contended: others_wait,
+            turn_from,
         });
+        drop(st);
         if !was_held {
             self.stats.taken.fetch_add(1, Ordering::Relaxed);
             if mine {
@@ -343,48 +396,31 @@ impl Lease {
         })
     }
 
+    /// When a holder whose turn began at `turn_from` reads the lease next: at the end of
+    /// its turn while others take turns with it, else in a [`CHECK`].
+    fn check_at(&self, st: &State, now: Instant, turn_from: Instant) -> Instant {
+        let contended = st.contended_at.is_some_and(|t| now < t + CONTENDED);
+        if contended {
+            (turn_from + TURN / 2).max(now + TURN / 4)
+        } else {
+            now + CHECK
+        }
+    }
+
+    /// Whether this process holds the lease: no other writer commits, so its state is the
+    /// newest (a read transaction need not wait for a poll).
+    pub(crate) fn holds(&self) -> bool {
+        self.state().held.is_some()
+    }
+
     /// Whether the lease last read names a TXID newer than `known` (the process waiting
     /// for its turn reads that state before its next try).
     pub(crate) fn behind(&self, known: u64) -> bool {
         self.state().seen_txid.is_some_and(|t| t > known)
     }
 
-    /// Another process holds the lease (or gets it next): this one registers as a waiter
-    /// (again when its entry is half a TTL old) and is busy.
-    async fn wait(&self, doc: Doc, version: Option<LeaseVersion>, other: String) -> Result<Taken> {
-        {
-            let mut st = self.state();
-            st.held = None;
-            st.other = Some(other);
-            st.contended_at = Some(Instant::now());
-        }
-        self.stats.busy.fetch_add(1, Ordering::Relaxed);
-        let now_ms = now_ms();
-        let seen = doc
-            .waiters
-            .iter()
-            .find(|(id, _)| *id == self.me)
-            .map(|w| w.1);
-        if seen.is_some_and(|s| s + self.ttl_ms() / 2 > now_ms) {
-            return Ok(Taken::Busy);
-        }
-        let mut next = doc;
-        match next.waiters.iter_mut().find(|(id, _)| *id == self.me) {
-            Some(entry) => entry.1 = now_ms,
-            None => next.waiters.push((self.me.clone(), now_ms)),
-        }
-        if let LeaseWrite::Unsupported = self
-            .store
-            .put_lease(next.to_bytes(), version.as_ref())
-            .await?
-        {
-            self.state().unsupported = true;
-        }
-        Ok(Taken::Busy)
-    }
-
     /// A BEGIN that took the lease does not go on (its snapshot was stale): the lease stays,
-    /// for the retry.
+    /// for the retry, which the busy handler makes at once.
     pub(crate) fn pause(self: &Arc<Self>) {
         {
             let mut st = self.state();
@@ -392,15 +428,17 @@ impl Lease {
             st.last_activity = Instant::now();
             // Just read: the retry need not read it again.
             if let Some(held) = st.held.as_mut() {
-                held.check_at = Instant::now() + CHECK;
+                held.check_at = held.check_at.max(Instant::now() + TURN / 4);
             }
+            st.ready = Some(false);
         }
+        watch::refused_here(true);
         self.linger();
     }
 
     /// The end of this process's write transaction: hands the lease to the first waiter if
-    /// one waits (this process's next BEGIN then queues behind it), else keeps it for
-    /// [`LINGER`].
+    /// one waits (read half way through the turn) and this process's turn is over (its next BEGIN then queues behind), else
+    /// keeps it for [`LINGER`].
     pub(crate) fn finish(self: &Arc<Self>, txid: u64) {
         let handing = {
             let mut st = self.state();
@@ -412,7 +450,11 @@ impl Lease {
             }
             st.in_txn = false;
             st.last_activity = Instant::now();
-            match st.held.take_if(|h| h.hand_over) {
+            let now = Instant::now();
+            match st
+                .held
+                .take_if(|h| h.hand_over && now >= h.turn_from + TURN)
+            {
                 Some(h) => h,
                 None => {
                     drop(st);
@@ -433,130 +475,42 @@ impl Lease {
         }
     }
 
+    /// Hands the lease to the first waiter (for [`ACCEPT`]; it renews it) or releases it,
+    /// in one conditional write; read again if a waiter joined since.
     async fn hand_over(self: Arc<Self>, held: Held) -> Result<()> {
         let (mut doc, mut version) = (held.doc, held.version);
         for _ in 0..3 {
             let now_ms = now_ms();
-            let mut waiters: Vec<_> = doc
-                .waiters
-                .iter()
-                .filter(|(id, seen)| *id != self.me && seen + self.ttl_ms() > now_ms)
-                .cloned()
-                .collect();
-            let next = Doc {
-                owner: (!waiters.is_empty()).then(|| (waiters.remove(0).0, now_ms + self.ttl_ms())),
-                txid: doc.txid,
-                waiters,
-            };
+            let next = doc.handed_on(&self.me, now_ms, self.ttl_ms(), now_ms + self.handed_ms());
             match self
                 .store
                 .put_lease(next.to_bytes(), Some(&version))
                 .await?
             {
-                LeaseWrite::Stored(_) => {
+                LeaseWrite::Stored(v) => {
                     let stat = if next.owner.is_some() {
                         &self.stats.handed_over
                     } else {
                         &self.stats.releases
                     };
                     stat.fetch_add(1, Ordering::Relaxed);
+                    self.state().handed = Some((next, v, Instant::now()));
                     return Ok(());
                 }
                 LeaseWrite::Unsupported => return Ok(()),
-                // Changed since read (a waiter registered): read it again.
+                // Changed since read (a waiter joined): read it again.
                 LeaseWrite::Lost => match self.store.get_lease().await? {
                     Some((bytes, v))
                         if Doc::parse(&bytes).valid_owner(now_ms) == Some(self.me.as_str()) =>
                     {
+                        // This process's commits since its last write of the lease stay named.
+                        let txid = doc.txid;
                         (doc, version) = (Doc::parse(&bytes), v);
+                        doc.txid = doc.txid.max(txid);
                     }
                     _ => return Ok(()),
                 },
             }
-        }
-        Ok(())
-    }
-
-    /// Starts the keeper task (see [`Lease::keep`]) for the state now, ending the previous
-    /// one.
-    fn linger(self: &Arc<Self>) {
-        let number = {
-            let mut st = self.state();
-            st.keeper += 1;
-            if st.held.is_none() {
-                return;
-            }
-            st.keeper
-        };
-        let me = self.clone();
-        let _ = crate::io::spawn(async move { me.keep(number).await });
-    }
-
-    /// The keeper: while this process holds the lease, renews it when due during a
-    /// transaction, and releases it (to a waiter, if any) after [`LINGER`] without one.
-    async fn keep(self: Arc<Self>, number: u64) {
-        let released = loop {
-            let (wait, renew) = {
-                let mut st = self.state();
-                let now = Instant::now();
-                let due = st.last_activity + LINGER;
-                let Some(held) = st.held.as_ref().filter(|_| st.keeper == number) else {
-                    return;
-                };
-                if !st.in_txn && now >= due {
-                    break st.held.take();
-                }
-                let renew_at = held.renew_at;
-                match (st.in_txn, now >= renew_at) {
-                    (true, true) => (
-                        Duration::ZERO,
-                        Some((held.doc.clone(), held.version.clone())),
-                    ),
-                    (true, false) => (renew_at - now, None),
-                    (false, _) => (due - now, None),
-                }
-            };
-            if let Some((doc, version)) = renew
-                && self.renew(doc, version).await.is_err()
-            {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                crate::io::sleep(LINGER).await;
-            }
-            crate::io::sleep(wait).await;
-        };
-        if let Some(held) = released
-            && self.clone().hand_over(held).await.is_err()
-        {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Extends the lease by a TTL from now (a transaction longer than half a TTL); if the
-    /// object changed, this process no longer holds it (or a waiter came: it learns at the
-    /// next BEGIN).
-    async fn renew(&self, doc: Doc, version: LeaseVersion) -> Result<()> {
-        let mut next = doc;
-        next.owner = Some((self.me.clone(), now_ms() + self.ttl_ms()));
-        let now = Instant::now();
-        let written = self
-            .store
-            .put_lease(next.to_bytes(), Some(&version))
-            .await?;
-        let mut st = self.state();
-        match (written, st.held.as_mut()) {
-            (LeaseWrite::Stored(v), Some(held)) if held.version == version => {
-                self.stats.renewals.fetch_add(1, Ordering::Relaxed);
-                held.version = v;
-                // The doc read before the await may name an older TXID than `finish` set.
-                held.doc.owner = next.owner;
-                held.renew_at = now + self.ttl / 2;
-            }
-            // Changed: the next BEGIN reads it (check now).
-            (_, Some(held)) => {
-                held.check_at = now;
-                held.renew_at = now + self.ttl;
-            }
-            _ => {}
         }
         Ok(())
     }
@@ -568,6 +522,7 @@ impl Lease {
             if st.in_txn {
                 return;
             }
+            watch::unready(&mut st);
             st.held.take()
         };
         if let Some(held) = held {
@@ -599,7 +554,7 @@ impl Lease {
             concat!(
                 "{{\"state\":\"{}\",\"id\":\"{}\",\"ttl_ms\":{},\"taken\":{},\"busy\":{},",
                 "\"handed_over\":{},\"handed_to_us\":{},\"renewals\":{},\"releases\":{},",
-                "\"errors\":{},\"lease_requests\":{}}}"
+                "\"waiting\":{},\"polls\":{},\"errors\":{},\"lease_requests\":{}}}"
             ),
             state,
             self.me,
@@ -610,33 +565,16 @@ impl Lease {
             n(&s.handed_to_us),
             n(&s.renewals),
             n(&s.releases),
+            st.watching,
+            n(&s.polls),
             n(&s.errors),
             n(&self.store.stats().lease_requests),
         )
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lease_reads_back_what_it_wrote_and_skips_what_it_does_not_know() {
-        let doc = Doc {
-            owner: Some(("12-ab".into(), 1_000)),
-            txid: None,
-            waiters: vec![("13-cd".into(), 900), ("14-ef".into(), 950)],
-        };
-        assert_eq!(Doc::parse(&doc.to_bytes()), doc);
-        assert_eq!(doc.valid_owner(999), Some("12-ab"));
-        assert_eq!(doc.valid_owner(1_000), None, "expired at its time");
-        let with_txid = Doc {
-            txid: Some(42),
-            ..doc.clone()
-        };
-        assert_eq!(Doc::parse(&with_txid.to_bytes()), with_txid);
-        let odd = Doc::parse(b"something else\nowner x notanumber\nwaiter y 5\n");
-        assert_eq!(odd.owner, None);
-        assert_eq!(odd.waiters, vec![("y".to_string(), 5)]);
-    }
+/// How long after taking a lease with `left` to run its holder renews it: at half its TTL,
+/// or half way through a shorter (handed-over) lease.
+fn renew_after(left: Duration, ttl: Duration) -> Duration {
+    left.saturating_sub(ttl / 2).max(left / 2)
 }

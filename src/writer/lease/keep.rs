@@ -1,0 +1,130 @@
+//! A holder's background work: at the end of its turn it reads who waits (while its
+//! transaction goes on), and the keeper task renews the lease during a long transaction
+//! and hands it on (or releases it) once this process stops writing.
+
+use super::{CHECK, Doc, HAND_IDLE, LINGER, Lease, TURN, now_ms, watch};
+use crate::error::Result;
+use crate::store::{LeaseVersion, LeaseWrite};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+impl Lease {
+    /// A holder's turn is over: reads the lease (in the background) and hands it to the
+    /// first waiter after the current transaction, or keeps it for a [`CHECK`] if none
+    /// waits. A lease no longer this process's is let go (its next BEGIN reads it).
+    pub(super) async fn check(self: Arc<Self>) {
+        let read = self.read().await;
+        let (now, now_ms) = (Instant::now(), now_ms());
+        let mut st = self.state();
+        let Some(held) = st.held.as_mut() else { return };
+        match read {
+            Ok((doc, Some(version))) if doc.valid_owner(now_ms) == Some(self.me.as_str()) => {
+                let others = doc
+                    .fresh_waiters(now_ms, self.ttl_ms())
+                    .iter()
+                    .any(|(id, _)| *id != self.me);
+                let txid = held.doc.txid.max(doc.txid);
+                held.doc = Doc { txid, ..doc };
+                held.version = version;
+                held.hand_over = others;
+                held.contended = others;
+                held.check_at = now + CHECK;
+                if others {
+                    st.contended_at = Some(now);
+                }
+            }
+            Ok(_) => held.check_at = now,
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                held.check_at = now + TURN;
+            }
+        }
+    }
+
+    /// Starts the keeper task (see [`Lease::keep`]) for the state now, ending the previous
+    /// one.
+    pub(super) fn linger(self: &Arc<Self>) {
+        let number = {
+            let mut st = self.state();
+            st.keeper += 1;
+            if st.held.is_none() {
+                return;
+            }
+            st.keeper
+        };
+        let me = self.clone();
+        let _ = crate::io::spawn(async move { me.keep(number).await });
+    }
+
+    /// The keeper: while this process holds the lease, renews it when due during a
+    /// transaction, and releases it (to a waiter, if any) after [`LINGER`] without one
+    /// ([`HAND_IDLE`] while others wait).
+    async fn keep(self: Arc<Self>, number: u64) {
+        let released = loop {
+            let (wait, renew) = {
+                let mut st = self.state();
+                let now = Instant::now();
+                let Some(held) = st.held.as_ref().filter(|_| st.keeper == number) else {
+                    return;
+                };
+                let due = st.last_activity + if held.contended { HAND_IDLE } else { LINGER };
+                if !st.in_txn && now >= due {
+                    watch::unready(&mut st);
+                    break st.held.take();
+                }
+                let renew_at = held.renew_at;
+                match (st.in_txn, now >= renew_at) {
+                    (true, true) => (
+                        Duration::ZERO,
+                        Some((held.doc.clone(), held.version.clone())),
+                    ),
+                    (true, false) => (renew_at - now, None),
+                    (false, _) => (due - now, None),
+                }
+            };
+            if let Some((doc, version)) = renew
+                && self.renew(doc, version).await.is_err()
+            {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                crate::io::sleep(LINGER).await;
+            }
+            crate::io::sleep(wait).await;
+        };
+        if let Some(held) = released
+            && self.clone().hand_over(held).await.is_err()
+        {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Extends the lease by a TTL from now (a transaction longer than half a TTL); if the
+    /// object changed, this process no longer holds it (or a waiter came: it learns at the
+    /// next BEGIN).
+    async fn renew(&self, doc: Doc, version: LeaseVersion) -> Result<()> {
+        let mut next = doc;
+        next.owner = Some((self.me.clone(), now_ms() + self.ttl_ms()));
+        let now = Instant::now();
+        let written = self
+            .store
+            .put_lease(next.to_bytes(), Some(&version))
+            .await?;
+        let mut st = self.state();
+        match (written, st.held.as_mut()) {
+            (LeaseWrite::Stored(v), Some(held)) if held.version == version => {
+                self.stats.renewals.fetch_add(1, Ordering::Relaxed);
+                held.version = v;
+                // The doc read before the await may name an older TXID than `finish` set.
+                held.doc.owner = next.owner;
+                held.renew_at = now + self.ttl / 2;
+            }
+            // Changed: the next BEGIN reads it (check now).
+            (_, Some(held)) => {
+                held.check_at = now;
+                held.renew_at = now + self.ttl;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
