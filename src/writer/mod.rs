@@ -15,6 +15,8 @@ mod fork;
 mod lease;
 mod locks;
 pub(crate) mod private_dir;
+mod spill;
+mod streamed;
 
 pub(crate) use buffered::Buffered;
 pub(crate) use commit::commit;
