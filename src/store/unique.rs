@@ -129,11 +129,24 @@ async fn is_ours(
     if meta.size != len || (tail.len() as u64) > len {
         return Ok(Some(false));
     }
-    let end = client
-        .get_range(path, len - tail.len() as u64..len)
-        .await
-        .map_err(|e| store.io_error(what(), e))?;
-    Ok(Some(end == tail))
+    // A body cut short (with headers to match) is asked for again: it tells nothing.
+    for _ in 0..COPY_ATTEMPTS {
+        let end = client
+            .get_range(path, len - tail.len() as u64..len)
+            .await
+            .map_err(|e| store.io_error(what(), e))?;
+        if end.len() == tail.len() {
+            return Ok(Some(end == tail));
+        }
+    }
+    Err(Error::Io {
+        url: store.url().to_owned(),
+        what: what(),
+        detail: format!(
+            "the store sent short answers for its last {} bytes",
+            tail.len()
+        ),
+    })
 }
 
 /// A token no other attempt (of this process or another) is likely to have: the process's

@@ -26,6 +26,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The size of a part (S3's smallest but the last).
 const PART: usize = 5 << 20;
 
+/// How often an upload that failed to begin is begun again.
+const BEGIN_ATTEMPTS: u32 = 3;
+
 /// Stores TXID `txid` of a database of `commit` pages, `pages` ascending (read back from
 /// the spill file as they come): `Ok((true, file))` if the stored file is ours,
 /// `Ok((false, _))` if another writer's holds the name.
@@ -63,8 +66,21 @@ pub(super) fn store<'a>(
     let mut upload = bridged(
         &store,
         &format!("storing TXID {txid}"),
-        async move { task_store.begin_unique(&id).await },
-        timeout * 2,
+        async move {
+            // Nothing is stored yet: an answer lost here is worth another try (under a new
+            // temporary name).
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match task_store.begin_unique(&id).await {
+                    Err(Error::Io { .. }) if attempt < BEGIN_ATTEMPTS => {
+                        crate::io::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                    }
+                    other => return other,
+                }
+            }
+        },
+        timeout * (2 * BEGIN_ATTEMPTS),
     )?;
     let mut written = 0u64;
     let tail = loop {
