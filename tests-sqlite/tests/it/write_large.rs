@@ -122,7 +122,8 @@ fn a_large_transaction_streams_within_its_bound_and_restores_equal() {
 /// other BUSY_SNAPSHOT; the store holds the winner's file only, and no temporary object.
 fn two_large_commits_race(name: &str, target: Target, together: bool) -> WriteTarget {
     let t = WriteTarget::new(name, target);
-    let extra = format!("{BOUND}&lease_ttl=off");
+    // No compaction: what is left in the store is the COMMITs' doing alone.
+    let extra = format!("{BOUND}&lease_ttl=off&compaction=off");
     assert!(outcome(big_txn(&t.url, "schema", 0, &extra, None)).contains_key("ok"));
     let gates = [t.dir.join("gate-a"), t.dir.join("gate-b")];
     let mut children: Vec<Child> = ["a", "b"]
