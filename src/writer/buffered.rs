@@ -426,13 +426,14 @@ impl Buffered {
         }
         // The replica is past it: the file there is ours or not (if compaction removed
         // it already, nobody can tell: say so rather than guess).
-        let (store, id) = (replica.store().clone(), built.id);
+        let (store, id, ours) = (replica.store().clone(), built.id, built.bytes.clone());
         let task_store = store.clone();
         let found = crate::fetch::bridged(
             &store,
             &format!("reading TXID {}", id.max_txid),
-            async move { task_store.get_all(&id).await },
-            replica.timeout(),
+            async move { super::commit::read_back(&task_store, &id, &ours).await },
+            // A damaged answer is read again, up to three times.
+            replica.timeout() * 3,
         )?;
         Ok(found == built.bytes)
     }

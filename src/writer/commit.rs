@@ -283,7 +283,7 @@ async fn create_resolved(store: &Store, id: &LtxFileId, bytes: Bytes) -> Result<
             Ok(false) => None,
             Err(e) => Some(e),
         };
-        match store.get_all(id).await {
+        match read_back(store, id, &bytes).await {
             Ok(found) => return Ok(found == bytes),
             Err(Error::Vanished { .. }) if failure.is_some() && attempt < CREATE_ATTEMPTS => {
                 pause(attempt).await;
@@ -300,6 +300,27 @@ async fn create_resolved(store: &Store, id: &LtxFileId, bytes: Bytes) -> Result<
             Err(read_error) => return Err(failure.unwrap_or(read_error)),
         }
     }
+}
+
+/// The stored file `id`, read back to compare with `ours`: a body that is neither `ours`
+/// nor a whole LTX file (an answer cut short, with headers to match) tells nothing about
+/// whose file it is, and is read again.
+///
+/// # Errors
+/// As [`Store::get_all`]; [`Error::Io`] if every answer was damaged.
+pub(super) async fn read_back(store: &Store, id: &LtxFileId, ours: &Bytes) -> Result<Bytes> {
+    for attempt in 1..=CREATE_ATTEMPTS {
+        let found = store.get_all(id).await?;
+        if found == *ours || crate::ltx::decode_file(&found, |_, _| Ok(())).is_ok() {
+            return Ok(found);
+        }
+        pause(attempt).await;
+    }
+    Err(Error::Io {
+        url: store.url().to_owned(),
+        what: format!("reading back {id}"),
+        detail: format!("{CREATE_ATTEMPTS} answers were not a whole LTX file"),
+    })
 }
 
 /// A short pause between attempts, on the IO runtime's timer.
