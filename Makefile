@@ -151,6 +151,7 @@ bench: build
 	$(TOOLS)/moto/bin/python bench/contention.py --root . --out bench/results-contention.json
 	$(TOOLS)/moto/bin/python bench/tenants_write.py --root . --n $(BENCH_WRITE_TENANTS) --out bench/results-tenants-write.json
 	$(TOOLS)/moto/bin/python bench/bookmark.py --root . --out bench/results-bookmark.json
+	$(TOOLS)/moto/bin/python bench/big_txn.py --root . --out bench/results-big-txn.json
 
 ## demo: a writer and a reader process, a bookmark, litestream restore: no daemon
 demo: build tools

@@ -11,6 +11,7 @@ mod http;
 pub use copy::Taken;
 mod lease;
 pub(crate) mod location;
+mod unique;
 
 pub use lease::{LeaseVersion, LeaseWrite};
 

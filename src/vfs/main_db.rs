@@ -103,6 +103,8 @@ impl MainDb {
     pub(crate) fn open(config: ReplicaConfig, start: Target) -> Result<MainDb> {
         let (write, sync, buffer) = (config.write, config.sync, config.buffer.clone());
         let compaction = config.compaction.clone();
+        // A transaction holds at most what a compaction may in memory; the rest spills.
+        let dirty_bound = compaction.buffer;
         let lease_ttl = config.lease_ttl.filter(|_| sync.is_none());
         let replica = Replica::open(config)?;
         if write && start != Target::Latest {
@@ -122,7 +124,7 @@ impl MainDb {
         let writing = write.then(|| Writing {
             locks: LockTable::of(&replica.config().url),
             me: LockTable::new_holder(),
-            dirty: DirtyPages::default(),
+            dirty: DirtyPages::with_bound(dirty_bound),
             failed: None,
             buffered,
             compactor: Compactor::of(&replica, &compaction),
@@ -191,7 +193,14 @@ impl MainDb {
             let pgno = Pgno::new(u32::try_from(at / page_size + 1).unwrap_or(u32::MAX))
                 .unwrap_or(Pgno::ONE);
             let in_page = (at % page_size) as usize;
-            let page = match self.writing.as_ref().and_then(|w| w.dirty.page(pgno)) {
+            let mine = match self.writing.as_ref() {
+                Some(w) => w.dirty.page(pgno).map_err(|detail| Error::Write {
+                    url: self.replica.url().to_owned(),
+                    detail,
+                })?,
+                None => None,
+            };
+            let page = match mine {
                 // This transaction's own page: as SQLite wrote it, unpatched.
                 Some(mine) => {
                     patch &= pgno != Pgno::ONE;

@@ -229,7 +229,7 @@ impl Buffered {
         if !current.same_state(base) {
             return Err(conflict());
         }
-        refuse_wal(&self.url, dirty.page(Pgno::ONE))?;
+        refuse_wal(&self.url, dirty.page1())?;
         let page_size = dirty.page_size(&current);
         let commit = commit_size(dirty, &current);
         let lock_page = page_size.lock_page();
@@ -237,11 +237,20 @@ impl Buffered {
             page_size,
             commit,
             timestamp_ms: now_ms(),
+            // Whole in memory, spilled pages too: the buffer's commits are held as local
+            // pages until they ship.
             pages: dirty
                 .pages()
-                .filter(|(pgno, _)| pgno.get() <= commit && *pgno != lock_page)
-                .map(|(pgno, data)| (pgno, data.into()))
-                .collect(),
+                .filter(|p| {
+                    p.as_ref()
+                        .map_or(true, |(pgno, _)| pgno.get() <= commit && *pgno != lock_page)
+                })
+                .map(|p| p.map(|(pgno, data)| (pgno, data.into_owned().into_boxed_slice())))
+                .collect::<std::result::Result<_, String>>()
+                .map_err(|detail| Error::Write {
+                    url: self.url.clone(),
+                    detail,
+                })?,
         };
         if current.local.is_none() && inner.file.base() != current.txid {
             // The first commit since the buffer was empty, and the replica has moved on
@@ -341,7 +350,7 @@ impl Buffered {
                     pgno.get() > 1 && pgno.get() <= built.commit && *pgno != lock_page
                 })
                 .map(|(pgno, data)| (*pgno, &data[..]));
-            let stored = applied(replica, &current.stored(), built, pages)?;
+            let stored = applied(replica, &current.stored(), &built.meta(), pages)?;
             let mut next = stored.with_local(rest.map(Arc::new));
             next.last_local = current.last_local;
             let next = Arc::new(next);
@@ -417,13 +426,14 @@ impl Buffered {
         }
         // The replica is past it: the file there is ours or not (if compaction removed
         // it already, nobody can tell: say so rather than guess).
-        let (store, id) = (replica.store().clone(), built.id);
+        let (store, id, ours) = (replica.store().clone(), built.id, built.bytes.clone());
         let task_store = store.clone();
         let found = crate::fetch::bridged(
             &store,
             &format!("reading TXID {}", id.max_txid),
-            async move { task_store.get_all(&id).await },
-            replica.timeout(),
+            async move { super::commit::read_back(&task_store, &id, &ours).await },
+            // A damaged answer is read again, up to three times.
+            replica.timeout() * 3,
         )?;
         Ok(found == built.bytes)
     }

@@ -42,28 +42,33 @@ pub(crate) fn commit(
             detail: "this process has buffered commits (sync=<duration>) not yet stored; open every writer of a replica with the same sync".into(),
         });
     }
-    refuse_wal(url, dirty.page(Pgno::ONE))?;
+    refuse_wal(url, dirty.page1())?;
     let commit = commit_size(dirty, base);
-    let lock_page = dirty.page_size(base).lock_page();
-    let pages = || {
-        dirty
+    let page_size = dirty.page_size(base);
+    let lock_page = page_size.lock_page();
+    let keep = move |pgno: Pgno| pgno.get() <= commit && pgno != lock_page;
+    let txid = base.txid.next();
+    let (stored, meta) = if dirty.spilled() {
+        // Larger than the bound: streamed in parts, never whole in memory.
+        let pages = dirty
             .pages()
-            .filter(move |(pgno, _)| pgno.get() <= commit && *pgno != lock_page)
+            .filter(|p| p.as_ref().map_or(true, |(pgno, _)| keep(*pgno)));
+        super::streamed::store(replica, txid, page_size, commit, pages)?
+    } else {
+        let pages = dirty.held_pages().filter(|(pgno, _)| keep(*pgno));
+        let built = Built::new(url, txid, page_size, commit, pages)?;
+        (store(replica, &built)?, built.meta())
     };
-    let built = Built::new(
-        url,
-        base.txid.next(),
-        dirty.page_size(base),
-        commit,
-        pages(),
-    )?;
-    if !store(replica, &built)? {
+    if !stored {
         return Err(Error::Conflict {
             url: url.to_owned(),
-            txid: built.id.max_txid,
+            txid: meta.id.max_txid,
         });
     }
-    let next = Arc::new(applied(replica, base, &built, pages())?);
+    // The pages held in memory go to the cache (all of a transaction within the bound);
+    // spilled ones are read from the store when asked for.
+    let held = dirty.held_pages().filter(|(pgno, _)| keep(*pgno));
+    let next = Arc::new(applied(replica, base, &meta, held)?);
     replica.publish(base, next.clone());
     super::compact::wake(replica.url());
     Ok(next)
@@ -85,6 +90,17 @@ pub(super) fn refuse_wal(url: &str, page1: Option<&[u8]>) -> Result<()> {
 /// The database size in pages after the transaction `dirty` made over `base`.
 pub(super) fn commit_size(dirty: &DirtyPages, base: &Snapshot) -> u32 {
     header_size(dirty).unwrap_or_else(|| dirty.size_pages(base))
+}
+
+/// What the replica needs to know of a stored LTX file to read it: its name, page index,
+/// page size, database size and time.
+#[derive(Debug, Clone)]
+pub(super) struct Meta {
+    pub(super) id: LtxFileId,
+    pub(super) index: PageIndex,
+    pub(super) page_size: PageSize,
+    pub(super) commit: u32,
+    pub(super) timestamp_ms: i64,
 }
 
 /// One level-0 LTX file, encoded and indexed, ready to store.
@@ -122,6 +138,16 @@ impl Built {
         }
         let bytes = Bytes::from(encoder.finish().map_err(encode_error)?);
         Built::from_bytes(url, bytes)
+    }
+
+    pub(super) fn meta(&self) -> Meta {
+        Meta {
+            id: self.id,
+            index: self.index.clone(),
+            page_size: self.page_size,
+            commit: self.commit,
+            timestamp_ms: self.timestamp_ms,
+        }
     }
 
     /// A file built earlier (kept in a buffer), read back from its bytes.
@@ -195,15 +221,15 @@ pub(super) fn create_or_taken(replica: &Replica, id: LtxFileId, bytes: Bytes) ->
     )
 }
 
-/// The stored state under `base` with `built` applied (the state after `base` when the
-/// file is TXID 1), its `pages` put in the cache.
+/// The stored state under `base` with the file `built` applied (the state after `base` when
+/// the file is TXID 1), its `pages` put in the cache.
 ///
 /// # Errors
 /// [`Error::Corrupt`] if the page map cannot take the file.
 pub(super) fn applied<'a>(
     replica: &Replica,
     base: &Snapshot,
-    built: &Built,
+    built: &Meta,
     pages: impl Iterator<Item = (Pgno, &'a [u8])>,
 ) -> Result<Snapshot> {
     let file = vec![(
@@ -234,7 +260,7 @@ pub(super) fn applied<'a>(
 /// before it truncates the file (the truncation comes after the journal is gone), so the
 /// size at the sync is the header's, not the file's.
 fn header_size(dirty: &DirtyPages) -> Option<u32> {
-    let page1 = dirty.page(Pgno::ONE)?;
+    let page1 = dirty.page1()?;
     let be = |at: usize| {
         page1
             .get(at..at + 4)
@@ -257,7 +283,7 @@ async fn create_resolved(store: &Store, id: &LtxFileId, bytes: Bytes) -> Result<
             Ok(false) => None,
             Err(e) => Some(e),
         };
-        match store.get_all(id).await {
+        match read_back(store, id, &bytes).await {
             Ok(found) => return Ok(found == bytes),
             Err(Error::Vanished { .. }) if failure.is_some() && attempt < CREATE_ATTEMPTS => {
                 pause(attempt).await;
@@ -274,6 +300,27 @@ async fn create_resolved(store: &Store, id: &LtxFileId, bytes: Bytes) -> Result<
             Err(read_error) => return Err(failure.unwrap_or(read_error)),
         }
     }
+}
+
+/// The stored file `id`, read back to compare with `ours`: a body that is neither `ours`
+/// nor a whole LTX file (an answer cut short, with headers to match) tells nothing about
+/// whose file it is, and is read again.
+///
+/// # Errors
+/// As [`Store::get_all`]; [`Error::Io`] if every answer was damaged.
+pub(super) async fn read_back(store: &Store, id: &LtxFileId, ours: &Bytes) -> Result<Bytes> {
+    for attempt in 1..=CREATE_ATTEMPTS {
+        let found = store.get_all(id).await?;
+        if found == *ours || crate::ltx::decode_file(&found, |_, _| Ok(())).is_ok() {
+            return Ok(found);
+        }
+        pause(attempt).await;
+    }
+    Err(Error::Io {
+        url: store.url().to_owned(),
+        what: format!("reading back {id}"),
+        detail: format!("{CREATE_ATTEMPTS} answers were not a whole LTX file"),
+    })
 }
 
 /// A short pause between attempts, on the IO runtime's timer.

@@ -16,6 +16,8 @@ mod lease;
 mod locks;
 mod newest;
 pub(crate) mod private_dir;
+mod spill;
+mod streamed;
 
 pub(crate) use buffered::Buffered;
 pub(crate) use compact::Compactor;

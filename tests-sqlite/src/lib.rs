@@ -2,6 +2,7 @@
 //! `litestream replicate` process, restores, and page-by-page comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod big_txn;
 #[allow(dead_code)]
 #[path = "../../tests/it/util.rs"]
 pub mod util;

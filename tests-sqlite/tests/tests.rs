@@ -52,5 +52,7 @@ mod write_buffered;
 mod write_faults;
 #[path = "it/write_fleet.rs"]
 mod write_fleet;
+#[path = "it/write_large.rs"]
+mod write_large;
 #[path = "it/write_lease.rs"]
 mod write_lease;

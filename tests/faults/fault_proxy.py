@@ -145,9 +145,12 @@ def make_handler(state, upstream):
                 self.reply(resp, half)
                 self.wfile.write(half)
                 return
+            if self.command == "HEAD":
+                # No body, and the length of the object it describes.
+                self.reply(resp, data, resp.getheader("Content-Length", "0"))
+                return
             self.reply(resp, data)
-            if self.command != "HEAD":
-                self.wfile.write(data)
+            self.wfile.write(data)
 
         do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = handle_any
 
