@@ -4,7 +4,7 @@
 //! next read sees the row at once. A bookmark never reached fails within the wait with a
 //! sentence naming both TXIDs; a malformed one is an error.
 
-use ltxvfs_sqlite_tests::{Target, WriteTarget, open_replica};
+use ltxvfs_sqlite_tests::{Target, WriteTarget, open_replica, trust};
 use rusqlite::Connection;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -87,7 +87,16 @@ fn reader_sees_the_writers_row_after_its_bookmark(target: Target) {
     );
     assert!(err.contains(&future) && err.contains(&bookmark), "{err}");
     assert!(err.contains("not reached within 0.5s"), "{err}");
-    // The default wait is the replica's timeout (3 s here), never longer.
+    // On a connection the host did not trust, a wait is at most 2 s (README "Security").
+    let began = Instant::now();
+    assert!(wait(&reader, &future, Some(60.0)).is_err());
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_millis(2900),
+        "{took:?}"
+    );
+    // On the host's own, the default wait is the replica's timeout (3 s here), never longer.
+    trust(&reader);
     let began = Instant::now();
     assert!(wait(&reader, &future, Some(60.0)).is_err());
     let took = began.elapsed();
