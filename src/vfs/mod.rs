@@ -35,12 +35,6 @@ pub(crate) fn set_last_error(message: String) {
         .unwrap_or_else(|e| e.into_inner()) = Some(message);
 }
 
-/// Forgets this thread's failed open once a database opens on it: a pooled thread serves
-/// many visitors, and a later one must not read why an earlier one's open failed.
-pub(crate) fn clear_last_error() {
-    LAST_OPEN_ERROR.with(|e| *e.borrow_mut() = None);
-}
-
 /// Why the last open failed on this thread, if one did.
 fn last_error() -> Option<String> {
     LAST_OPEN_ERROR.with(|e| e.borrow().clone())

@@ -167,10 +167,7 @@ unsafe extern "C" fn x_open(
             Ok::<_, crate::error::Error>(db)
         };
         let db = match open() {
-            Ok(db) => {
-                crate::vfs::clear_last_error();
-                db
-            }
+            Ok(db) => db,
             Err(e) => return report(&e, Some(&path)).0,
         };
         let writable = db.writable();
