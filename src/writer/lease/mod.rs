@@ -267,17 +267,31 @@ impl Lease {
     }
 
     async fn take_slow(self: Arc<Self>, known: u64) -> Result<Taken> {
-        let handed = self
-            .state()
-            .handed
-            .take()
-            .filter(|(_, _, at)| at.elapsed() < CHECK);
-        let (doc, version) = match handed {
-            Some((doc, version, _)) => (doc, Some(version)),
-            None => self.read().await?,
+        let handed = self.state().handed.take();
+        if let Some((doc, version, _)) = handed
+            .as_ref()
+            .filter(|(doc, _, _)| doc.owner.is_none() && doc.waiters.is_empty())
+        {
+            // Released by this process: taken back by one conditional write on the version
+            // it wrote. Stored means no other process took the lease since, so none that
+            // heeds it committed: no read of the lease, and none of the store's newest
+            // state (a writer without the lease is refused by the conditional create).
+            if let Some(taken) = self
+                .claim(doc.clone(), Some(version.clone()), known, true)
+                .await?
+            {
+                return Ok(taken);
+            }
+        }
+        let (doc, version) = match handed.filter(|(_, _, at)| at.elapsed() < CHECK) {
+            Some((doc, version, _)) if doc.owner.is_some() => (doc, Some(version)),
+            _ => self.read().await?,
         };
         self.state().seen_txid = doc.txid;
-        self.claim(doc, version, known).await
+        Ok(self
+            .claim(doc, version, known, false)
+            .await?
+            .unwrap_or(Taken::Busy))
     }
 
     /// The lease object and its version (an empty lease without one).
@@ -289,13 +303,15 @@ impl Lease {
     }
 
     /// Takes or keeps the lease read as `doc` (at `version`) if it is this process's turn,
-    /// else joins the queue.
+    /// else joins the queue. `released`: `doc` is the lease as this process released it,
+    /// not read since; `None` if it changed since (read it).
     async fn claim(
         self: &Arc<Self>,
         doc: Doc,
         version: Option<LeaseVersion>,
         known: u64,
-    ) -> Result<Taken> {
+        released: bool,
+    ) -> Result<Option<Taken>> {
         let (now, now_ms, ttl_ms) = (Instant::now(), now_ms(), self.ttl_ms());
         let was_held = self.state().held.is_some();
         let mut fresh = doc.fresh_waiters(now_ms, ttl_ms);
@@ -305,7 +321,7 @@ impl Lease {
             Some(owner) if owner == self.me => true,
             Some(owner) => {
                 let owner = owner.to_owned();
-                return self.wait(doc, version, owner).await;
+                return self.wait(doc, version, owner).await.map(Some);
             }
             None => {
                 // Free, but the first waiter gets it next (unless it let it lie: dead).
@@ -314,7 +330,7 @@ impl Lease {
                     && expires + ACCEPT.as_millis() as u64 > now_ms
                 {
                     let first = first.clone();
-                    return self.wait(doc, version, first).await;
+                    return self.wait(doc, version, first).await.map(Some);
                 }
                 false
             }
@@ -348,15 +364,16 @@ impl Lease {
                         }
                         v
                     }
+                    LeaseWrite::Lost if released => return Ok(None),
                     LeaseWrite::Lost => {
                         self.state().held = None;
                         self.stats.busy.fetch_add(1, Ordering::Relaxed);
                         self.watch();
-                        return Ok(Taken::Busy);
+                        return Ok(Some(Taken::Busy));
                     }
                     LeaseWrite::Unsupported => {
                         self.state().unsupported = true;
-                        return Ok(Taken::Held { catch_up: false });
+                        return Ok(Some(Taken::Held { catch_up: false }));
                     }
                 }
             }
@@ -390,10 +407,12 @@ impl Lease {
         }
         // Taken from another process (handed over or after an expiry): read the store's
         // newest state. (Trusting the TXID the lease names instead let a taker write on a
-        // schema it had not read: a test caught it.)
-        Ok(Taken::Held {
-            catch_up: !was_held,
-        })
+        // schema it had not read: a test caught it.) Taken back unchanged since this
+        // process released it: its own commits are the newest it names.
+        let own_newest = released && doc.txid.is_none_or(|t| t <= known);
+        Ok(Some(Taken::Held {
+            catch_up: !was_held && !own_newest,
+        }))
     }
 
     /// When a holder whose turn began at `turn_from` reads the lease next: at the end of
