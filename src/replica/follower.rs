@@ -23,7 +23,7 @@
 //! never needed.
 
 use super::plan_files::{head_pages, read_plan_files};
-use super::{LtxFileId, Replica, SNAPSHOT_LEVEL, extend_chain};
+use super::{LtxFileId, Replica, SNAPSHOT_LEVEL, Snapshot, extend_chain};
 use crate::error::Result;
 use crate::io;
 use crate::ltx::Txid;
@@ -352,13 +352,21 @@ impl Replica {
                 (*id, size)
             })
             .collect();
-        let files = read_plan_files(
-            self.store(),
-            self.disk_cache(),
-            &sized,
-            Some(base.page_size),
-        )
-        .await?;
+        if let Some(txid) = self.apply(&base, &sized).await? {
+            state.pool.retain(|f| f.id.max_txid > txid);
+        }
+        Ok(())
+    }
+
+    /// Reads the files of `sized` (a chain from `base`) and publishes the state they reach:
+    /// its TXID, unless the state moved meanwhile.
+    async fn apply(
+        &self,
+        base: &Arc<Snapshot>,
+        sized: &[(LtxFileId, u64)],
+    ) -> Result<Option<Txid>> {
+        let files =
+            read_plan_files(self.store(), self.disk_cache(), sized, Some(base.page_size)).await?;
         let next = Arc::new(base.advance(files.files).map_err(|(file, source)| {
             crate::error::Error::Corrupt {
                 url: self.url().to_owned(),
@@ -369,12 +377,35 @@ impl Replica {
         // The new files' pages came with their headers (level 0 files are small, read whole).
         self.cache().insert_all(head_pages(&next, &files.heads));
         let txid = next.txid;
-        if !self.publish(&base, next) {
-            return Ok(());
+        if !self.publish(base, next) {
+            return Ok(None);
         }
         self.stats().follow_advances.fetch_add(1, Ordering::Relaxed);
-        state.pool.retain(|f| f.id.max_txid > txid);
-        Ok(())
+        Ok(Some(txid))
+    }
+
+    /// Reads the state up to `txid` from the level-0 files `named` (with their sizes: the
+    /// writers' lease names its holder's commits), without listing; polls if they do not
+    /// chain from the current state to `txid`, or cannot be read.
+    pub(crate) async fn advance_named(&self, named: &[(LtxFileId, u64)], txid: Txid) {
+        let _gate = self.poll_gate.lock().await;
+        let base = self.current();
+        if base.txid >= txid {
+            return;
+        }
+        let ids: Vec<LtxFileId> = named.iter().map(|f| f.0).collect();
+        let chain = extend_chain(&ids, base.txid, Some(txid));
+        if base.local.is_none() && chain.last().is_some_and(|f| f.max_txid == txid) {
+            let sized: Vec<(LtxFileId, u64)> = chain
+                .iter()
+                .filter_map(|id| named.iter().find(|f| f.0 == *id).copied())
+                .collect();
+            if let Ok(Some(_)) = self.apply(&base, &sized).await {
+                self.stats().named_advances.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.poll_gated().await;
     }
 
     /// Lists `levels` after their last seen keys; files past `cur` join the pool.

@@ -146,6 +146,8 @@ pub struct ReplicaStats {
     pub pages_prefetched: AtomicU64,
     /// Polls that listed the compacted levels to bridge a gap in level 0.
     pub follow_bridges: AtomicU64,
+    /// Of `follow_advances`, those from the files the writers' lease named (no LIST).
+    pub named_advances: AtomicU64,
     /// Read transactions that waited for a poll (the state was older than `poll`).
     pub fresh_waits: AtomicU64,
     /// Warm-up: pages it is to bring, pages brought, and whether it is over.

@@ -214,7 +214,7 @@ impl MainDb {
             concat!(
                 "{{\"txid\":\"{}\",\"page_size\":{},\"pages\":{},\"files\":{},",
                 "\"pages_read\":{},\"cache_hits\":{},\"cache_misses\":{},\"cache_bytes\":{},",
-                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
+                "\"replans\":{},\"follow_advances\":{},\"follow_bridges\":{},\"named_advances\":{},\"local_reads\":{},\"pages_read_ahead\":{},\"pages_prefetched\":{},",
                 "\"disk_hits\":{},\"disk_writes\":{},\"disk_rejects\":{},",
                 "\"warm\":\"{}\",\"warm_pages\":{},\"warm_total\":{},\"page_map_bytes\":{},\"fresh_waits\":{},",
                 "\"list_requests\":{},\"get_requests\":{},\"bytes_fetched\":{},\"pending_commits\":{}}}"
@@ -230,6 +230,7 @@ impl MainDb {
             n(&r.replans),
             n(&r.follow_advances),
             n(&r.follow_bridges),
+            n(&r.named_advances),
             n(&r.local_reads),
             n(&r.pages_read_ahead),
             n(&r.pages_prefetched),

@@ -70,6 +70,7 @@ pub(crate) fn commit(
     let held = dirty.held_pages().filter(|(pgno, _)| keep(*pgno));
     let next = Arc::new(applied(replica, base, &meta, held)?);
     replica.publish(base, next.clone());
+    super::lease::note_stored(replica.url(), meta.id, meta.size);
     super::compact::wake(replica.url());
     Ok(next)
 }
@@ -101,6 +102,8 @@ pub(super) struct Meta {
     pub(super) page_size: PageSize,
     pub(super) commit: u32,
     pub(super) timestamp_ms: i64,
+    /// The file's length in bytes.
+    pub(super) size: u64,
 }
 
 /// One level-0 LTX file, encoded and indexed, ready to store.
@@ -147,6 +150,7 @@ impl Built {
             page_size: self.page_size,
             commit: self.commit,
             timestamp_ms: self.timestamp_ms,
+            size: self.bytes.len() as u64,
         }
     }
 

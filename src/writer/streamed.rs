@@ -143,6 +143,7 @@ pub(super) fn store<'a>(
         page_size,
         commit,
         timestamp_ms,
+        size: len,
     };
     Ok((stored, meta))
 }

@@ -1,19 +1,30 @@
 //! The lease object's content (its wire format): a few lines of text naming the holder
-//! until when, the newest TXID its holder had stored when it last wrote the lease, and the
-//! processes waiting for a turn in their order.
+//! until when, the newest TXID its holder had stored when it last wrote the lease, the
+//! level-0 files a holder stored in its turn (written when it hands the lease on, so that
+//! the next one reads them without a LIST), and the processes waiting for a turn in their
+//! order.
 //!
 //! ```text
 //! ltxvfs-lease 1
 //! owner <id> <expires, ms since the epoch>
 //! txid <the newest TXID its writer stored, when it last wrote the lease>
+//! file <min TXID> <max TXID> <size in bytes>
 //! waiter <id> <last seen, ms since the epoch>
 //! ```
+
+use crate::ltx::Txid;
+use crate::replica::LtxFileId;
+
+/// At most this many `file` lines: a longer turn's taker lists instead.
+pub(super) const MAX_FILES: usize = 64;
 
 /// One reading of the lease object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct Doc {
     pub(super) owner: Option<(String, u64)>,
     pub(super) txid: Option<u64>,
+    /// Level-0 files its last holder stored in its turn, with their sizes.
+    pub(super) files: Vec<(LtxFileId, u64)>,
     pub(super) waiters: Vec<(String, u64)>,
 }
 
@@ -27,6 +38,19 @@ impl Doc {
             match parts.as_slice() {
                 ["owner", id, ms] => doc.owner = ms.parse().ok().map(|ms| (id.to_string(), ms)),
                 ["txid", n] => doc.txid = n.parse().ok(),
+                ["file", min, max, size] => {
+                    if let (Ok(min), Ok(max), Ok(size)) = (min.parse(), max.parse(), size.parse())
+                        && min <= max
+                        && doc.files.len() < MAX_FILES
+                    {
+                        let id = LtxFileId {
+                            level: 0,
+                            min_txid: Txid(min),
+                            max_txid: Txid(max),
+                        };
+                        doc.files.push((id, size));
+                    }
+                }
                 ["waiter", id, ms] => {
                     if let Ok(ms) = ms.parse() {
                         doc.waiters.push((id.to_string(), ms));
@@ -45,6 +69,12 @@ impl Doc {
         }
         if let Some(txid) = self.txid {
             s.push_str(&format!("txid {txid}\n"));
+        }
+        for (id, size) in &self.files {
+            s.push_str(&format!(
+                "file {} {} {size}\n",
+                id.min_txid.0, id.max_txid.0
+            ));
         }
         for (id, ms) in &self.waiters {
             s.push_str(&format!("waiter {id} {ms}\n"));
@@ -95,6 +125,7 @@ impl Doc {
         Doc {
             owner: (!waiters.is_empty()).then(|| (waiters.remove(0).0, until_ms)),
             txid: self.txid,
+            files: self.files.clone(),
             waiters,
         }
     }
@@ -109,16 +140,25 @@ mod tests {
         let doc = Doc {
             owner: Some(("12-ab".into(), 1_000)),
             txid: None,
+            files: vec![],
             waiters: vec![("13-cd".into(), 900), ("14-ef".into(), 950)],
         };
         assert_eq!(Doc::parse(&doc.to_bytes()), doc);
         assert_eq!(doc.valid_owner(999), Some("12-ab"));
         assert_eq!(doc.valid_owner(1_000), None, "expired at its time");
+        let file = |n: u64| LtxFileId {
+            level: 0,
+            min_txid: Txid(n),
+            max_txid: Txid(n),
+        };
         let with_txid = Doc {
             txid: Some(42),
+            files: vec![(file(41), 4_150), (file(42), 4_200)],
             ..doc.clone()
         };
         assert_eq!(Doc::parse(&with_txid.to_bytes()), with_txid);
+        let skipped = Doc::parse(b"file 5 4 10\nfile x 1 2\nfile 1 1\n");
+        assert_eq!(skipped.files, vec![], "min past max, not a number, no size");
         let odd = Doc::parse(b"something else\nowner x notanumber\nwaiter y 5\n");
         assert_eq!(odd.owner, None);
         assert_eq!(odd.waiters, vec![("y".to_string(), 5)]);
@@ -129,6 +169,7 @@ mod tests {
         let doc = Doc {
             owner: Some(("a".into(), 5_000)),
             txid: Some(7),
+            files: vec![],
             waiters: vec![("dead".into(), 100), ("b".into(), 900), ("c".into(), 950)],
         };
         let next = doc.handed_on("a", 1_000, 500, 3_000);

@@ -2,8 +2,9 @@
 //! transaction goes on), and the keeper task renews the lease during a long transaction
 //! and hands it on (or releases it) once this process stops writing.
 
-use super::{CHECK, Doc, HAND_IDLE, LINGER, Lease, TURN, now_ms, watch};
+use super::{CHECK, Doc, HAND_IDLE, Held, LINGER, Lease, TURN, now_ms, watch};
 use crate::error::Result;
+use crate::fetch::bridged;
 use crate::store::{LeaseVersion, LeaseWrite};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -126,5 +127,68 @@ impl Lease {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Hands the lease to the first waiter (for [`ACCEPT`](super::ACCEPT); it renews it) or releases it,
+    /// in one conditional write; read again if a waiter joined since.
+    pub(super) async fn hand_over(self: Arc<Self>, held: Held) -> Result<()> {
+        let (mut doc, mut version) = (held.doc, held.version);
+        doc.files = self.state().stored.clone();
+        for _ in 0..3 {
+            let now_ms = now_ms();
+            let next = doc.handed_on(&self.me, now_ms, self.ttl_ms(), now_ms + self.handed_ms());
+            match self
+                .store
+                .put_lease(next.to_bytes(), Some(&version))
+                .await?
+            {
+                LeaseWrite::Stored(v) => {
+                    let stat = if next.owner.is_some() {
+                        &self.stats.handed_over
+                    } else {
+                        &self.stats.releases
+                    };
+                    stat.fetch_add(1, Ordering::Relaxed);
+                    self.state().handed = Some((next, v, Instant::now()));
+                    return Ok(());
+                }
+                LeaseWrite::Unsupported => return Ok(()),
+                // Changed since read (a waiter joined): read it again.
+                LeaseWrite::Lost => match self.store.get_lease().await? {
+                    Some((bytes, v))
+                        if Doc::parse(&bytes).valid_owner(now_ms) == Some(self.me.as_str()) =>
+                    {
+                        // This process's commits since its last write of the lease stay named.
+                        let (txid, files) = (doc.txid, std::mem::take(&mut doc.files));
+                        (doc, version) = (Doc::parse(&bytes), v);
+                        doc.txid = doc.txid.max(txid);
+                        doc.files = files;
+                    }
+                    _ => return Ok(()),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The last writable connection closes: the lease goes (to a waiter, if any) now.
+    pub(crate) fn close(self: &Arc<Self>) {
+        let held = {
+            let mut st = self.state();
+            if st.in_txn {
+                return;
+            }
+            watch::unready(&mut st);
+            st.held.take()
+        };
+        if let Some(held) = held {
+            let me = self.clone();
+            let _ = bridged(
+                &self.store,
+                "releasing the writers' lease",
+                async move { me.hand_over(held).await },
+                self.timeout,
+            );
+        }
     }
 }

@@ -24,7 +24,7 @@ mod watch;
 
 use crate::error::Result;
 use crate::fetch::bridged;
-use crate::replica::Replica;
+use crate::replica::{LtxFileId, Replica};
 use crate::store::{LeaseVersion, LeaseWrite, Store};
 use doc::Doc;
 use std::collections::HashMap;
@@ -118,6 +118,9 @@ struct State {
     /// The lease as this process's hand-over wrote it, and when: its next BEGIN starts
     /// from it rather than read it again.
     handed: Option<(Doc, LeaseVersion, Instant)>,
+    /// The level-0 files this process stored since it took the lease from another (the
+    /// hand-over names them), at most [`doc::MAX_FILES`] of the newest.
+    stored: Vec<(LtxFileId, u64)>,
 }
 
 /// One process's side of a replica's lease, shared by its writable connections (which the
@@ -136,6 +139,24 @@ pub(crate) struct Lease {
 
 type Leases = HashMap<String, Weak<Lease>>;
 static LEASES: Mutex<Option<Leases>> = Mutex::new(None);
+
+/// A commit of this process stored `id` (`size` bytes) in `url`'s replica: its lease's
+/// next hand-over names it.
+pub(crate) fn note_stored(url: &str, id: LtxFileId, size: u64) {
+    let lease = LEASES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(url))
+        .and_then(Weak::upgrade);
+    if let Some(lease) = lease {
+        let mut st = lease.state();
+        if st.stored.len() >= doc::MAX_FILES {
+            st.stored.remove(0);
+        }
+        st.stored.push((id, size));
+    }
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -176,6 +197,7 @@ impl Lease {
                 wanted_at: Instant::now(),
                 ready: None,
                 handed: None,
+                stored: Vec::new(),
             }),
             stats: Stats::default(),
         });
@@ -339,6 +361,7 @@ impl Lease {
         let mut next = Doc {
             owner: doc.owner.clone(),
             txid: doc.txid.max(Some(known)),
+            files: Vec::new(),
             waiters: fresh,
         };
         // The TXID alone changes nothing worth a write: it goes with the next one. A holder
@@ -386,6 +409,9 @@ impl Lease {
         let mut st = self.state();
         if others_wait {
             st.contended_at = Some(now);
+        }
+        if !was_held && !released {
+            st.stored.clear();
         }
         let turn_from = st.held.as_ref().map_or(now, |h| h.turn_from);
         let turn_over = now >= turn_from + TURN;
@@ -491,67 +517,6 @@ impl Lease {
         );
         if handed.is_err() {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Hands the lease to the first waiter (for [`ACCEPT`]; it renews it) or releases it,
-    /// in one conditional write; read again if a waiter joined since.
-    async fn hand_over(self: Arc<Self>, held: Held) -> Result<()> {
-        let (mut doc, mut version) = (held.doc, held.version);
-        for _ in 0..3 {
-            let now_ms = now_ms();
-            let next = doc.handed_on(&self.me, now_ms, self.ttl_ms(), now_ms + self.handed_ms());
-            match self
-                .store
-                .put_lease(next.to_bytes(), Some(&version))
-                .await?
-            {
-                LeaseWrite::Stored(v) => {
-                    let stat = if next.owner.is_some() {
-                        &self.stats.handed_over
-                    } else {
-                        &self.stats.releases
-                    };
-                    stat.fetch_add(1, Ordering::Relaxed);
-                    self.state().handed = Some((next, v, Instant::now()));
-                    return Ok(());
-                }
-                LeaseWrite::Unsupported => return Ok(()),
-                // Changed since read (a waiter joined): read it again.
-                LeaseWrite::Lost => match self.store.get_lease().await? {
-                    Some((bytes, v))
-                        if Doc::parse(&bytes).valid_owner(now_ms) == Some(self.me.as_str()) =>
-                    {
-                        // This process's commits since its last write of the lease stay named.
-                        let txid = doc.txid;
-                        (doc, version) = (Doc::parse(&bytes), v);
-                        doc.txid = doc.txid.max(txid);
-                    }
-                    _ => return Ok(()),
-                },
-            }
-        }
-        Ok(())
-    }
-
-    /// The last writable connection closes: the lease goes (to a waiter, if any) now.
-    pub(crate) fn close(self: &Arc<Self>) {
-        let held = {
-            let mut st = self.state();
-            if st.in_txn {
-                return;
-            }
-            watch::unready(&mut st);
-            st.held.take()
-        };
-        if let Some(held) = held {
-            let me = self.clone();
-            let _ = bridged(
-                &self.store,
-                "releasing the writers' lease",
-                async move { me.hand_over(held).await },
-                self.timeout,
-            );
         }
     }
 

@@ -6,6 +6,7 @@
 
 use super::{ACCEPT, Doc, Held, LINGER, Lease, State, TURN, Taken, now_ms, renew_after};
 use crate::error::Result;
+use crate::ltx::Txid;
 use crate::store::{LeaseVersion, LeaseWrite};
 use std::cell::Cell;
 use std::sync::atomic::Ordering;
@@ -197,7 +198,7 @@ impl Lease {
             (Some(owner), version) => {
                 let owner = owner.to_owned();
                 self.state().other = Some(owner);
-                self.catch_up(doc.txid).await;
+                self.catch_up(&doc).await;
                 let next = doc
                     .fresh_waiters(now_ms, ttl_ms)
                     .first()
@@ -223,6 +224,7 @@ impl Lease {
                 let next = Doc {
                     owner: Some((self.me.clone(), now_ms + ms)),
                     txid: doc.txid,
+                    files: doc.files.clone(),
                     waiters,
                 };
                 match self
@@ -244,10 +246,11 @@ impl Lease {
         }
     }
 
-    /// Reads the store's newest state if the lease names a newer TXID than the replica's
-    /// (the holder's commits up to its last write of the lease). Whether the replica has it.
-    async fn catch_up(&self, txid: Option<u64>) -> bool {
-        let Some(txid) = txid else { return true };
+    /// Reads the store's newest state if the lease `doc` names a newer TXID than the
+    /// replica's (the holder's commits up to its last write of the lease): from the files
+    /// it names, else by a poll. Whether the replica has it.
+    async fn catch_up(&self, doc: &Doc) -> bool {
+        let Some(txid) = doc.txid else { return true };
         let replica = self
             .replica
             .lock()
@@ -257,16 +260,14 @@ impl Lease {
         if replica.current().txid.0 >= txid {
             return true;
         }
-        replica
-            .poll_unless_fresh(Instant::now(), Duration::ZERO)
-            .await;
+        replica.advance_named(&doc.files, Txid(txid)).await;
         replica.current().txid.0 >= txid
     }
 
     /// This process took the lease `doc` (at `version`): reads the holder's commits, then
     /// holds it for a turn and wakes the BEGIN waiting for it.
     async fn install(self: &Arc<Self>, doc: Doc, version: LeaseVersion) {
-        let caught_up = self.catch_up(doc.txid).await;
+        let caught_up = self.catch_up(&doc).await;
         let now = Instant::now();
         let left = Duration::from_millis(
             doc.owner
@@ -287,6 +288,8 @@ impl Lease {
                 turn_from: now,
             });
             st.other = None;
+            // The next hand-over names the files of this turn.
+            st.stored.clear();
             make_ready(&mut st, !caught_up);
         }
         self.stats.taken.fetch_add(1, Ordering::Relaxed);

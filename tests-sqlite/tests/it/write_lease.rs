@@ -34,7 +34,7 @@ fn count(c: &Connection) -> i64 {
 /// Two writers of one replica (two spellings of its URL: two `Replica`s and two leases in
 /// this process, as in two processes): while `a` writes, `b`'s BEGIN IMMEDIATE is BUSY at
 /// once; once `a` is done the lease goes to `b` (which waited), whose transaction reads
-/// `a`'s commit; then `a` waits for `b`.
+/// `a`'s commit (from the files the hand-over names); then `a` waits for `b`.
 fn lease_changes_hands(name: &str, target: Target) {
     let t = WriteTarget::new(name, target);
     let b_url = match target {
@@ -74,6 +74,8 @@ fn lease_changes_hands(name: &str, target: Target) {
     assert!(waited < Duration::from_secs(4), "b waited {waited:?}");
     assert_eq!(lease_stat(&a, "handed_over"), 1, "{}", lease(&a));
     assert_eq!(lease_stat(&b, "handed_to_us"), 1, "{}", lease(&b));
+    // The hand-over named a's files: b read them without a LIST.
+    assert!(stat(&b, "named_advances") >= 1, "{}", lease(&b));
 
     b.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES ('b');")
         .unwrap();
