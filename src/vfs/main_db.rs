@@ -298,11 +298,12 @@ impl MainDb {
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
+                let known = self.replica.current().txid.0;
                 let leased = self
                     .writing
                     .as_ref()
                     .and_then(|w| w.lease.as_ref())
-                    .is_some_and(|l| l.holds());
+                    .is_some_and(|l| l.holds() || l.take_back(known));
                 if leased {
                     // The lease holder's state is the newest: no poll to wait for.
                     self.replica.ensure_follower();

@@ -2,7 +2,7 @@
 //! transaction goes on), and the keeper task renews the lease during a long transaction
 //! and hands it on (or releases it) once this process stops writing.
 
-use super::{CHECK, Doc, HAND_IDLE, Held, LINGER, Lease, TURN, now_ms, watch};
+use super::{CHECK, Doc, HAND_IDLE, Held, LINGER, Lease, TURN, Taken, now_ms, watch};
 use crate::error::Result;
 use crate::fetch::bridged;
 use crate::store::{LeaseVersion, LeaseWrite};
@@ -39,6 +39,48 @@ impl Lease {
             Err(_) => {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 held.check_at = now + TURN;
+            }
+        }
+    }
+
+    /// At the start of a read transaction (SHARED) on a writable connection, after this
+    /// process released the lease following a write: takes it back by one conditional
+    /// write on the version it released, in place of the poll a read after `idle` waits
+    /// for. Stored means no process that heeds the lease took it since, so none committed:
+    /// this process's state is the newest (true), and the write that likely follows pays no
+    /// request for the lease. A read-only stretch takes it back once, not at every read.
+    pub(crate) fn take_back(self: &Arc<Self>, known: u64) -> bool {
+        let released = {
+            let mut st = self.state();
+            let free = st.held.is_none() && !st.watching && std::mem::take(&mut st.wrote);
+            match st
+                .handed
+                .take_if(|(doc, _, _)| free && doc.owner.is_none() && doc.waiters.is_empty())
+            {
+                Some(released) => released,
+                None => return false,
+            }
+        };
+        let me = self.clone();
+        let taken = bridged(
+            &self.store,
+            "taking the writers' lease back",
+            async move {
+                let (doc, version, _) = released;
+                me.claim(doc, Some(version), known, true).await
+            },
+            self.timeout * 3,
+        );
+        match taken {
+            Ok(Some(Taken::Held { catch_up })) => {
+                self.state().last_activity = Instant::now();
+                self.linger();
+                !catch_up
+            }
+            Ok(_) => false,
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
     }

@@ -4,7 +4,8 @@
 //! across its consecutive transactions, so a lone writer pays nothing per commit: it reads
 //! the object again about twice a second while it writes ([`CHECK`]), renews it when half
 //! its TTL has passed, and releases it after [`LINGER`] without a transaction (a task on the
-//! IO runtime, woken by that deadline).
+//! IO runtime, woken by that deadline). Its next transaction takes it back by one
+//! conditional write, in place of a poll ([`Lease::take_back`]).
 //!
 //! Another process's BEGIN finds it held and gets SQLITE_BUSY at once, before its work; it
 //! joins the queue, and a watcher task reads the lease every [`watch::POLL`] until the lease
@@ -121,6 +122,9 @@ struct State {
     /// The level-0 files this process stored since it took the lease from another (the
     /// hand-over names them), at most [`doc::MAX_FILES`] of the newest.
     stored: Vec<(LtxFileId, u64)>,
+    /// A write transaction ended since the last read that took the lease back (see
+    /// [`Lease::take_back`]).
+    wrote: bool,
 }
 
 /// One process's side of a replica's lease, shared by its writable connections (which the
@@ -198,6 +202,7 @@ impl Lease {
                 ready: None,
                 handed: None,
                 stored: Vec::new(),
+                wrote: false,
             }),
             stats: Stats::default(),
         });
@@ -494,6 +499,7 @@ impl Lease {
                 held.doc.txid = held.doc.txid.max(Some(txid));
             }
             st.in_txn = false;
+            st.wrote = true;
             st.last_activity = Instant::now();
             let now = Instant::now();
             match st
