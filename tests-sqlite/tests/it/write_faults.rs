@@ -189,7 +189,10 @@ fn an_unreachable_store_fails_commit_with_ioerr_and_stores_nothing() {
 /// Half of PUTs reach the store but lose their answer, and half of GETs come back cut
 /// short with headers to match: a COMMIT that reads its file back through a damaged answer
 /// reads it again rather than take it for another writer's. Every COMMIT is acknowledged or
-/// IOERR, never BUSY (there is no other writer), and every acknowledged one is stored.
+/// IOERR, and every acknowledged one is stored. BUSY only after an IOERR: that commit's file
+/// may be stored though its read-back failed, and the next COMMIT, made before this process
+/// could read the store again (its GETs damaged too), finds that TXID taken. There is no
+/// other writer.
 #[test]
 fn a_read_back_cut_short_is_read_again_not_taken_for_a_lost_race() {
     let t = WriteTarget::new("write-short-read-back", Target::S3);
@@ -199,19 +202,27 @@ fn a_read_back_cut_short_is_read_again_not_taken_for_a_lost_race() {
     w.execute_batch("CREATE TABLE t(tag TEXT, n INTEGER)")
         .unwrap();
     proxy.control(Some(r#"{"rate": 1.0, "kinds": ["lost_put", "short"]}"#));
-    let (mut acked, mut ioerr) = (Vec::new(), Vec::new());
+    let (mut acked, mut ioerr, mut busy) = (Vec::new(), Vec::new(), Vec::new());
+    let mut uncertain = false;
     for n in 0..12i64 {
         match w.execute("INSERT INTO t VALUES ('s', ?1)", [n]) {
-            Ok(_) => acked.push(n),
+            Ok(_) => {
+                acked.push(n);
+                uncertain = false;
+            }
             Err(e) => match e.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::SystemIoFailure) => ioerr.push(n),
-                _ => panic!("commit {n}: {e}"),
+                Some(rusqlite::ErrorCode::SystemIoFailure) => {
+                    ioerr.push(n);
+                    uncertain = true;
+                }
+                Some(rusqlite::ErrorCode::DatabaseBusy) if uncertain => busy.push(n),
+                _ => panic!("commit {n} (ioerr {ioerr:?}, busy {busy:?}): {e}"),
             },
         }
     }
     proxy.control(Some(r#"{"rate": 0.0}"#));
     eprintln!(
-        "short read-back: acknowledged {acked:?}, ioerr {ioerr:?}; proxy {}",
+        "short read-back: acknowledged {acked:?}, ioerr {ioerr:?}, busy {busy:?}; proxy {}",
         proxy.control(None)
     );
     assert!(proxy.count("short") >= 3, "{}", proxy.control(None));
