@@ -96,6 +96,14 @@ def child(args) -> None:
             with lock:
                 failed.append(str(e))
 
+    def summed(pragma: str, key: str) -> int:
+        total = 0
+        for conn in conns:
+            row = conn.execute(f"PRAGMA {pragma}").fetchone()
+            total += json.loads(row[0]).get(key, 0) if row and row[0] else 0
+        return total
+
+    waits0, taken0 = summed("ltx_stats", "fresh_waits"), summed("ltx_lease", "taken")
     r0 = requests()
     workers, start, k = [], time.monotonic(), 0
     busy = [threading.Lock() for _ in conns]
@@ -123,6 +131,9 @@ def child(args) -> None:
     out["commit_p99_ms"] = round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 1) if latencies else None
     out["requests_per_commit"] = round((requests() - r0) / max(1, k), 2)
     out["threads_under_load"] = threads()
+    # Commits that waited for a poll, and leases taken (back): what a commit's round trips were.
+    out["commits_that_waited_for_a_poll"] = summed("ltx_stats", "fresh_waits") - waits0
+    out["leases_taken"] = summed("ltx_lease", "taken") - taken0
     if failed:
         out["errors"] = failed[:3]
     # The ladder takes the load's files; then the plans are counted from a fresh process.
