@@ -298,12 +298,11 @@ impl MainDb {
         }
         if level == LockLevel::Shared && self.lock == LockLevel::None {
             if self.travel.is_none() {
-                let known = self.replica.current().txid.0;
                 let leased = self
                     .writing
                     .as_ref()
                     .and_then(|w| w.lease.as_ref())
-                    .is_some_and(|l| l.holds() || l.take_back(known));
+                    .is_some_and(|l| l.holds() || l.take_back(self.replica.current().txid.0));
                 if leased {
                     // The lease holder's state is the newest: no poll to wait for.
                     self.replica.ensure_follower();

@@ -82,6 +82,11 @@ impl Doc {
         s.into()
     }
 
+    /// No owner and no one waiting: the lease as a holder leaves it when it releases it.
+    pub(super) fn released(&self) -> bool {
+        self.owner.is_none() && self.waiters.is_empty()
+    }
+
     /// The owner, if its lease has not expired at `now_ms`.
     pub(super) fn valid_owner(&self, now_ms: u64) -> Option<&str> {
         self.owner

@@ -1,6 +1,7 @@
 //! A holder's background work: at the end of its turn it reads who waits (while its
 //! transaction goes on), and the keeper task renews the lease during a long transaction
-//! and hands it on (or releases it) once this process stops writing.
+//! and hands it on (or releases it) once this process stops writing; and the take-back of
+//! a released lease at the next read transaction's start.
 
 use super::{CHECK, Doc, HAND_IDLE, Held, LINGER, Lease, TURN, Taken, now_ms, watch};
 use crate::error::Result;
@@ -44,19 +45,15 @@ impl Lease {
     }
 
     /// At the start of a read transaction (SHARED) on a writable connection, after this
-    /// process released the lease following a write: takes it back by one conditional
-    /// write on the version it released, in place of the poll a read after `idle` waits
-    /// for. Stored means no process that heeds the lease took it since, so none committed:
-    /// this process's state is the newest (true), and the write that likely follows pays no
+    /// process released the lease following a write: takes it back as a BEGIN would (see
+    /// `take_slow`), in place of the poll a read after `idle` waits for. Stored: this
+    /// process's state is the newest (true), and the write that likely follows pays no
     /// request for the lease. A read-only stretch takes it back once, not at every read.
     pub(crate) fn take_back(self: &Arc<Self>, known: u64) -> bool {
         let released = {
             let mut st = self.state();
             let free = st.held.is_none() && !st.watching && std::mem::take(&mut st.wrote);
-            match st
-                .handed
-                .take_if(|(doc, _, _)| free && doc.owner.is_none() && doc.waiters.is_empty())
-            {
+            match st.handed.take_if(|(doc, _, _)| free && doc.released()) {
                 Some(released) => released,
                 None => return false,
             }

@@ -295,10 +295,7 @@ impl Lease {
 
     async fn take_slow(self: Arc<Self>, known: u64) -> Result<Taken> {
         let handed = self.state().handed.take();
-        if let Some((doc, version, _)) = handed
-            .as_ref()
-            .filter(|(doc, _, _)| doc.owner.is_none() && doc.waiters.is_empty())
-        {
+        if let Some((doc, version, _)) = handed.as_ref().filter(|(doc, _, _)| doc.released()) {
             // Released by this process: taken back by one conditional write on the version
             // it wrote. Stored means no other process took the lease since, so none that
             // heeds it committed: no read of the lease, and none of the store's newest
